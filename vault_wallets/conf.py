@@ -1,0 +1,85 @@
+"""The one place vault_wallets reads its settings, always lazily (never at import time).
+
+::
+
+    VAULT_WALLETS = {
+        "DEFAULT_ACCOUNT": "default",
+        "ACCOUNTS": {
+            "default": {
+                "PROCESSOR": "vault_wallets.processors.sandbox.SandboxProcessor",
+                "OPTIONS": {...},
+            },
+        },
+        "CUSTOMER_TOKEN_TTL": 900,
+    }
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+SETTINGS_NAME = "VAULT_WALLETS"
+
+DEFAULTS: dict[str, Any] = {
+    "DEFAULT_ACCOUNT": "default",
+    "ACCOUNTS": {},
+    # Lifetime of the customer tokens issued by POST /customer-token/, in seconds.
+    "CUSTOMER_TOKEN_TTL": 900,
+    # Key for customer tokens and fingerprints; derived from SECRET_KEY when empty.
+    "SIGNING_KEY": "",
+    # Webhooks (see the webhooks docs).
+    "WEBHOOK_MAX_BODY_BYTES": 256 * 1024,
+    "WEBHOOK_TOLERANCE_SECONDS": 300,
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_RETRY_BACKOFF_SECONDS": 30,
+    "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": 3600,
+    "WEBHOOK_STALE_SECONDS": 600,
+    "NOC_CHUNK_SIZE": 100,
+}
+
+
+def _user_settings() -> dict[str, Any]:
+    value = getattr(settings, SETTINGS_NAME, None) or {}
+    if not isinstance(value, dict):
+        raise ImproperlyConfigured(f"{SETTINGS_NAME} must be a dict")
+    return value
+
+
+def get_setting(name: str) -> Any:
+    """The value of ``VAULT_WALLETS[name]``, or its default."""
+    if name not in DEFAULTS:
+        raise KeyError(f"unknown vault_wallets setting {name!r}")
+    return _user_settings().get(name, DEFAULTS[name])
+
+
+def accounts() -> dict[str, dict[str, Any]]:
+    return dict(get_setting("ACCOUNTS") or {})
+
+
+def default_account() -> str:
+    return get_setting("DEFAULT_ACCOUNT")
+
+
+def account_config(name: str) -> dict[str, Any]:
+    try:
+        config = accounts()[name]
+    except KeyError:
+        raise ImproperlyConfigured(f"vault_wallets account {name!r} is not configured") from None
+    if not isinstance(config, dict) or not config.get("PROCESSOR"):
+        raise ImproperlyConfigured(f"vault_wallets account {name!r} needs a PROCESSOR dotted path")
+    return config
+
+
+def is_configured_account(name: str) -> bool:
+    return name in accounts()
+
+
+def derived_key(purpose: str) -> bytes:
+    """A key for one purpose, derived from SIGNING_KEY (or SECRET_KEY); never the raw secret."""
+    base = get_setting("SIGNING_KEY") or settings.SECRET_KEY
+    return hmac.new(base.encode("utf-8"), f"vault_wallets:{purpose}".encode(), hashlib.sha256).digest()

@@ -1,0 +1,526 @@
+"""The processor boundary.
+
+Everything that crosses it is a plain, frozen dataclass defined here; no Django model,
+queryset or request object goes into a processor, and no HTTP happens outside
+``vault_wallets.processors``.  A processor is a class configured in settings by dotted
+path plus ``OPTIONS``; its credentials live on the instance, never in module globals::
+
+    VAULT_WALLETS = {
+        "ACCOUNTS": {
+            "default": {
+                "PROCESSOR": "vault_wallets.processors.sandbox.SandboxProcessor",
+                "OPTIONS": {"WEBHOOK_SECRETS": ["whsec_..."]},
+            },
+        },
+    }
+
+Amounts are always integer minor units (cents) here; a processor converts to its own
+representation (decimal dollars for PaySimple) exactly, with ``decimal``.
+
+A processor raises only the exceptions below.  Their messages are the processor's own
+explanation with credentials, tokens and card numbers removed; callers may log them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+# --------------------------------------------------------------------------------------
+# Vocabularies shared by every processor and the models.
+# --------------------------------------------------------------------------------------
+
+METHOD_CARD = "card"
+METHOD_ACH = "ach"
+METHOD_TYPES = (METHOD_CARD, METHOD_ACH)
+
+# Verification status, as ProcessOut documents it for customer tokens.
+VERIFICATION_SUCCESS = "success"
+VERIFICATION_PENDING = "pending"
+VERIFICATION_FAILED = "failed"
+VERIFICATION_NOT_REQUESTED = "not-requested"
+VERIFICATION_UNKNOWN = "unknown"
+VERIFICATION_STATUSES = (
+    VERIFICATION_SUCCESS,
+    VERIFICATION_PENDING,
+    VERIFICATION_FAILED,
+    VERIFICATION_NOT_REQUESTED,
+    VERIFICATION_UNKNOWN,
+)
+
+METHOD_ACTIVE = "active"
+METHOD_EXPIRED = "expired"
+METHOD_CLOSED = "closed"
+METHOD_REMOVED = "removed"
+METHOD_STATUSES = (METHOD_ACTIVE, METHOD_EXPIRED, METHOD_CLOSED, METHOD_REMOVED)
+
+CHARGE_AUTHORIZED = "authorized"
+CHARGE_CAPTURED = "captured"
+CHARGE_DECLINED = "declined"
+CHARGE_FAILED = "failed"
+CHARGE_VOIDED = "voided"
+CHARGE_REFUNDED = "refunded"
+CHARGE_STATUSES = (
+    CHARGE_AUTHORIZED,
+    CHARGE_CAPTURED,
+    CHARGE_DECLINED,
+    CHARGE_FAILED,
+    CHARGE_VOIDED,
+    CHARGE_REFUNDED,
+)
+
+# Normalized webhook event types (see ``NormalizedEvent``).
+EVENT_PAYMENT_METHOD_UPDATED = "payment_method.updated"
+EVENT_PAYMENT_METHOD_CLOSED = "payment_method.closed"
+EVENT_VERIFICATION_SUCCEEDED = "payment_method.verification_succeeded"
+EVENT_VERIFICATION_FAILED = "payment_method.verification_failed"
+EVENT_CHARGE_SUCCEEDED = "charge.succeeded"
+EVENT_CHARGE_FAILED = "charge.failed"
+EVENT_CHARGE_REFUNDED = "charge.refunded"
+EVENT_CUSTOMER_UPDATED = "customer.updated"
+EVENT_UNKNOWN = "unknown"
+EVENT_TYPES = (
+    EVENT_PAYMENT_METHOD_UPDATED,
+    EVENT_PAYMENT_METHOD_CLOSED,
+    EVENT_VERIFICATION_SUCCEEDED,
+    EVENT_VERIFICATION_FAILED,
+    EVENT_CHARGE_SUCCEEDED,
+    EVENT_CHARGE_FAILED,
+    EVENT_CHARGE_REFUNDED,
+    EVENT_CUSTOMER_UPDATED,
+    EVENT_UNKNOWN,
+)
+
+
+# --------------------------------------------------------------------------------------
+# Exceptions
+# --------------------------------------------------------------------------------------
+
+
+class ProcessorError(Exception):
+    """Base of every error a processor raises.
+
+    ``message`` is safe to show to staff and to log: processors never put credentials,
+    tokens or card numbers in it.  ``code`` is a short machine-readable reason
+    (the processor's own code where it has one).  ``http_status`` is the processor's
+    HTTP status when there was one.
+    """
+
+    default_code = "processor_error"
+
+    def __init__(self, message: str = "", *, code: str | None = None, http_status: int | None = None,
+                 processor: str | None = None):
+        self.message = message or self.__class__.__doc__.strip().splitlines()[0]
+        self.code = code or self.default_code
+        self.http_status = http_status
+        self.processor = processor
+        super().__init__(self.message)
+
+
+class InvalidRequestError(ProcessorError):
+    """The processor rejected the request as invalid."""
+
+    default_code = "invalid_request"
+
+
+class NotFoundError(InvalidRequestError):
+    """The processor does not know this object."""
+
+    default_code = "not_found"
+
+
+class TemporaryTokenError(InvalidRequestError):
+    """The temporary token is expired, already used or unknown."""
+
+    default_code = "invalid_temporary_token"
+
+
+class VerificationFailedError(ProcessorError):
+    """The processor refused to verify the payment method."""
+
+    default_code = "verification_failed"
+
+
+class DeclinedError(ProcessorError):
+    """The payment was declined."""
+
+    default_code = "card_declined"
+
+
+class AuthenticationError(ProcessorError):
+    """The processor rejected the account's credentials."""
+
+    default_code = "authentication_failed"
+
+
+class ProcessorUnavailable(ProcessorError):
+    """The processor could not be reached or failed (timeout, connection error, 5xx)."""
+
+    default_code = "processor_unavailable"
+
+
+class UnsupportedOperation(ProcessorError):
+    """This processor does not offer this operation."""
+
+    default_code = "unsupported"
+
+
+class WebhookVerificationError(Exception):
+    """A webhook delivery failed authentication.  ``reason`` is short and safe to return."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+
+class WebhookParseError(WebhookVerificationError):
+    """A webhook body could not be understood (malformed JSON, missing event id)."""
+
+
+# --------------------------------------------------------------------------------------
+# Data in and out
+# --------------------------------------------------------------------------------------
+
+
+def _repr_without(*secret_fields: str):
+    """A ``__repr__`` that masks the named fields, so tokens never reach a log or traceback."""
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in secret_fields and value:
+                value = "<redacted>"
+            parts.append(f"{f.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    return __repr__
+
+
+@dataclass(frozen=True)
+class AddressData:
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    state: str = ""
+    postal_code: str = ""
+    country: str = ""  # ISO 3166-1 alpha-2
+    label: str = ""
+    name: str = ""
+    is_default: bool = False
+    processor_id: str = ""  # the processor's id for this address, when it stores addresses
+
+
+@dataclass(frozen=True)
+class CustomerData:
+    """What vault_wallets knows about a customer, sent to create or update it."""
+
+    reference_id: str
+    name: str = ""
+    email: str = ""
+    phone: str = ""
+    currency: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    address: AddressData | None = None
+
+
+@dataclass(frozen=True)
+class ProcessorCustomer:
+    """A customer as the processor holds it.
+
+    ``id`` identifies the customer at the processor.  ``secret`` is for processors whose
+    customer record carries a credential of its own (Exact's customer token charges the
+    default method): it is stored encrypted and never shown.
+    """
+
+    id: str
+    secret: str = ""
+    currency: str = ""
+    default_method_id: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+    __repr__ = _repr_without("secret")
+
+
+@dataclass(frozen=True)
+class CustomerRef:
+    """How a processor call names a customer: its processor id (and secret, if any)."""
+
+    id: str
+    secret: str = ""
+    reference_id: str = ""
+
+    __repr__ = _repr_without("secret")
+
+
+@dataclass(frozen=True)
+class MethodRef:
+    """How a processor call names a vaulted method.
+
+    ``method_id`` is the processor's identifier for the saved method (Caselle's
+    ``spm_…`` uid, CyberSource's instrument id); ``token`` is what is charged.  For most
+    processors the two are the same string.
+    """
+
+    token: str
+    method_id: str = ""
+    method_type: str = METHOD_CARD
+
+    def __post_init__(self):
+        if not self.method_id:
+            object.__setattr__(self, "method_id", self.token)
+
+    __repr__ = _repr_without("token", "method_id")
+
+
+@dataclass(frozen=True)
+class VaultRequest:
+    """Exchange a temporary (browser) token for a permanent vaulted method."""
+
+    customer: CustomerRef
+    temporary_token: str
+    method_type: str = METHOD_CARD
+    label: str = ""
+    make_default: bool = False
+    holder_name: str = ""
+    billing_address: AddressData | None = None
+    idempotency_key: str = ""
+
+    __repr__ = _repr_without("temporary_token")
+
+
+@dataclass(frozen=True)
+class VaultedMethod:
+    """A vaulted payment method as the processor reports it.
+
+    ``fingerprint`` is the processor's stable identifier of the underlying card or bank
+    account, when it has one (never a card number); vault_wallets keys it with HMAC before
+    storing it, to find duplicates.
+    """
+
+    token: str
+    method_id: str = ""
+    method_type: str = METHOD_CARD
+    fingerprint: str = ""
+    brand: str = ""
+    last4: str = ""
+    exp_month: int | None = None
+    exp_year: int | None = None
+    holder_name: str = ""
+    bank_name: str = ""
+    account_type: str = ""  # checking | savings for ACH
+    verification_status: str = VERIFICATION_UNKNOWN
+    status: str = METHOD_ACTIVE
+    is_default: bool = False
+    raw: Mapping[str, Any] = field(default_factory=dict)  # sanitized: no token, no number
+
+    def __post_init__(self):
+        if not self.method_id:
+            object.__setattr__(self, "method_id", self.token)
+
+    @property
+    def ref(self) -> MethodRef:
+        return MethodRef(token=self.token, method_id=self.method_id, method_type=self.method_type)
+
+    __repr__ = _repr_without("token", "method_id", "fingerprint")
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    """Authorize (``capture=False``) or charge (``capture=True``) an amount.
+
+    ``method`` None charges the customer's default method at the processor.
+    """
+
+    customer: CustomerRef
+    amount: int
+    currency: str
+    method: MethodRef | None = None
+    capture: bool = True
+    idempotency_key: str = ""
+    reference: str = ""  # the shop's order reference
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    """What the processor answered.  ``status`` is one of ``CHARGE_STATUSES``.
+
+    A decline is a result (``status="declined"``), not an exception: it is recorded.
+    """
+
+    reference: str
+    status: str
+    amount: int
+    currency: str
+    amount_captured: int = 0
+    amount_refunded: int = 0
+    failure_code: str = ""
+    failure_message: str = ""
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ClientToken:
+    """A short-lived processor-side token that lets the shopper's browser act for one customer."""
+
+    token: str
+    expires_at: datetime | None = None
+
+    __repr__ = _repr_without("token")
+
+
+@dataclass(frozen=True)
+class WebhookRequest:
+    """A webhook delivery as received: header names are lower-cased."""
+
+    headers: Mapping[str, str]
+    body: bytes
+    remote_addr: str = ""
+    received_at: datetime | None = None
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+
+@dataclass(frozen=True)
+class NormalizedEvent:
+    """A processor event translated into vault_wallets' vocabulary.
+
+    ``payment_method_ids`` name affected vaulted methods by their processor ``method_id``;
+    ``charge_reference`` names a charge by the processor's reference.  ``data`` holds any
+    further facts in the normalized vocabulary; ``raw`` the processor's payload.
+    """
+
+    type: str
+    event_id: str
+    processor_event_type: str = ""
+    customer_id: str = ""
+    payment_method_ids: tuple[str, ...] = ()
+    charge_reference: str = ""
+    occurred_at: datetime | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# The interface
+# --------------------------------------------------------------------------------------
+
+
+class BaseProcessor:
+    """Subclass this once per processor, in its own module under ``processors/``.
+
+    ``account`` is the configured account name; ``options`` the account's ``OPTIONS``
+    dict (keys upper-case, as in Django settings).  Construct no network client at import
+    time; build it lazily on the instance.
+    """
+
+    #: Short machine name, used in docs, admin and logs.
+    name: ClassVar[str] = "base"
+    #: Human name.
+    display_name: ClassVar[str] = "Processor"
+    #: Whether ``get_client_token`` returns a token.
+    supports_client_token: ClassVar[bool] = False
+    #: Whether the processor stores addresses itself (``save_address`` works).
+    supports_addresses: ClassVar[bool] = False
+    #: Options that must be present; checked by the system checks.
+    required_options: ClassVar[tuple[str, ...]] = ()
+    #: Options whose values are secrets (never shown in admin or checks output).
+    secret_options: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, account: str, options: Mapping[str, Any] | None = None):
+        self.account = account
+        self.options = dict(options or {})
+
+    def __repr__(self) -> str:  # never the options: they hold credentials
+        return f"<{type(self).__name__} account={self.account!r}>"
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def check_options(self) -> list[str]:
+        """Return human-readable problems with ``options`` (used by the system checks)."""
+        return [f"OPTIONS is missing {key!r}" for key in self.required_options if not self.options.get(key)]
+
+    # -- customers ------------------------------------------------------------------
+    def create_customer(self, data: CustomerData) -> ProcessorCustomer:
+        """Create the customer, or return the existing one with the same reference_id."""
+        raise NotImplementedError
+
+    def update_customer(self, customer: CustomerRef, data: CustomerData) -> ProcessorCustomer:
+        raise NotImplementedError
+
+    def delete_customer(self, customer: CustomerRef) -> None:
+        raise NotImplementedError
+
+    # -- payment methods -------------------------------------------------------------
+    def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
+        """Exchange the temporary token for a permanent one.
+
+        Raise ``TemporaryTokenError`` for an expired, used or unknown token and
+        ``VerificationFailedError`` when the processor refuses to verify the method.
+        """
+        raise NotImplementedError
+
+    def fetch_payment_method(self, customer: CustomerRef, method: MethodRef) -> VaultedMethod:
+        """Fetch the current state of a vaulted method (used for notifications of change)."""
+        raise NotImplementedError
+
+    def list_payment_methods(self, customer: CustomerRef) -> list[VaultedMethod]:
+        raise NotImplementedError
+
+    def delete_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
+        raise NotImplementedError
+
+    def set_default_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
+        raise NotImplementedError
+
+    # -- addresses (processors that store them) ---------------------------------------
+    def save_address(self, customer: CustomerRef, address: AddressData) -> AddressData:
+        raise UnsupportedOperation(f"{self.display_name} does not store addresses", processor=self.name)
+
+    def delete_address(self, customer: CustomerRef, address: AddressData) -> None:
+        raise UnsupportedOperation(f"{self.display_name} does not store addresses", processor=self.name)
+
+    # -- money -------------------------------------------------------------------------
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Authorize, and capture too when ``request.capture``.  A decline is a result."""
+        raise NotImplementedError
+
+    def capture(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+        raise NotImplementedError
+
+    def void(self, reference: str, *, idempotency_key: str = "") -> ChargeResult:
+        raise NotImplementedError
+
+    def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+        raise NotImplementedError
+
+    # -- browser -----------------------------------------------------------------------
+    def get_client_token(self, customer: CustomerRef) -> ClientToken | None:
+        """A processor-side token for the shopper's browser, or None if it has none."""
+        return None
+
+    # -- webhooks ----------------------------------------------------------------------
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Authenticate a delivery; raise ``WebhookVerificationError`` if it fails."""
+        raise NotImplementedError
+
+    def webhook_event_id(self, request: WebhookRequest) -> tuple[str, str]:
+        """``(event_id, processor_event_type)`` of a verified delivery, for de-duplication.
+
+        Raise ``WebhookParseError`` for a body that cannot be parsed.
+        """
+        raise NotImplementedError
+
+    def parse_webhook(self, request: WebhookRequest) -> list[NormalizedEvent]:
+        """Translate a stored, verified delivery into normalized events.
+
+        Runs in a worker, not in the request; it may call the processor (ProcessOut
+        authenticates by re-fetching the event).
+        """
+        raise NotImplementedError

@@ -1,0 +1,259 @@
+"""The one HTTP client every network processor uses.
+
+* One ``requests.Session`` per processor instance (so per configured account), built lazily.
+* Connect and read timeouts on every request.
+* Retries with urllib3's ``Retry``, only where they are safe: idempotent methods always;
+  ``POST``/``PATCH`` only when the request carries one of the processor's idempotency
+  headers (the adapter picks the policy per request).
+* Transport failures and 5xx become ``ProcessorUnavailable``; 401/403
+  ``AuthenticationError``; 404 ``NotFoundError``; other 4xx ``InvalidRequestError``, each
+  with the processor's own message (extracted by the processor) after ``redact``.
+* Log lines name the method, the route *template* (``/customer/{id}/payment-method/{token}``,
+  never the filled-in path), the status and the duration: no header, body, query or id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .base import (
+    AuthenticationError,
+    InvalidRequestError,
+    NotFoundError,
+    ProcessorError,
+    ProcessorUnavailable,
+)
+
+logger = logging.getLogger("vault_wallets.processors.http")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+KEYED_METHODS = SAFE_METHODS | {"POST", "PATCH"}
+RETRY_STATUSES = (429, 502, 503, 504)
+
+_PAN_RE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Remove every known secret and anything shaped like a card number from ``text``."""
+    if not text:
+        return ""
+    text = str(text)
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, "[redacted]")
+    return _PAN_RE.sub("[redacted]", text)
+
+
+class _PerRequestRetryAdapter(HTTPAdapter):
+    """An adapter whose retry policy depends on the request's idempotency header.
+
+    ``HTTPAdapter.send`` reads ``self.max_retries`` once per request; a thread-local
+    override lets one adapter (and one Session) serve both policies safely from threads.
+    """
+
+    def __init__(self, safe: Retry, keyed: Retry, idempotency_headers: Iterable[str], **kwargs):
+        self._local = threading.local()
+        self._safe = safe
+        self._keyed = keyed
+        self._idempotency_headers = tuple(h.lower() for h in idempotency_headers)
+        super().__init__(max_retries=safe, **kwargs)
+
+    @property
+    def max_retries(self) -> Retry:
+        return getattr(self._local, "retries", None) or self._safe
+
+    @max_retries.setter
+    def max_retries(self, value: Retry) -> None:
+        self._safe = value
+
+    def send(self, request, *args, **kwargs):
+        keyed = any(request.headers.get(h) for h in self._idempotency_headers)
+        self._local.retries = self._keyed if keyed else self._safe
+        try:
+            return super().send(request, *args, **kwargs)
+        finally:
+            self._local.retries = None
+
+
+def build_retry(total: int, backoff: float, methods: frozenset[str]) -> Retry:
+    return Retry(
+        total=total,
+        connect=total,
+        read=total,
+        status=total,
+        other=0,
+        allowed_methods=methods,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=backoff,
+        backoff_jitter=backoff / 2 if backoff else 0.0,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+class ProcessorHTTPClient:
+    """JSON over HTTP for one processor account.
+
+    ``error_message`` extracts ``(message, code)`` from an error response's parsed JSON
+    (or ``None`` when it is not JSON); ``secrets`` returns the strings to redact (the
+    account's credentials); ``prepare`` may add or sign headers on each request.
+    """
+
+    def __init__(
+        self,
+        *,
+        processor: str,
+        base_url: str,
+        timeout: tuple[float, float] = (5.0, 30.0),
+        retries: int = 2,
+        backoff: float = 0.3,
+        idempotency_headers: Iterable[str] = ("Idempotency-Key",),
+        default_headers: Mapping[str, str] | None = None,
+        error_message: Callable[[Any, requests.Response], tuple[str, str]] | None = None,
+        secrets: Callable[[], Iterable[str]] = lambda: (),
+        prepare: Callable[[requests.PreparedRequest], None] | None = None,
+        auth: Any = None,
+    ):
+        self.processor = processor
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.idempotency_headers = tuple(idempotency_headers)
+        self.default_headers = dict(default_headers or {})
+        self._error_message = error_message
+        self._secrets = secrets
+        self._prepare = prepare
+        self._auth = auth
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.base_url).netloc
+
+    @property
+    def session(self) -> requests.Session:
+        if self._session is None:
+            with self._session_lock:
+                if self._session is None:
+                    session = requests.Session()
+                    adapter = _PerRequestRetryAdapter(
+                        safe=build_retry(self.retries, self.backoff, SAFE_METHODS),
+                        keyed=build_retry(self.retries, self.backoff, KEYED_METHODS),
+                        idempotency_headers=self.idempotency_headers,
+                    )
+                    session.mount("http://", adapter)
+                    session.mount("https://", adapter)
+                    session.headers.update(self.default_headers)
+                    session.trust_env = False  # no proxies or .netrc credentials from the environment
+                    self._session = session
+        return self._session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def url(self, route: str, params: Mapping[str, Any] | None = None) -> str:
+        path = route.format(**{k: quote(str(v), safe="") for k, v in (params or {}).items()})
+        return self.base_url + path
+
+    def request(
+        self,
+        method: str,
+        route: str,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+        auth: Any = None,
+        expect_json: bool = True,
+        allow_statuses: Iterable[int] = (),
+    ) -> requests.Response:
+        """Send a request and return the response, or raise a ``ProcessorError``.
+
+        ``route`` is a template filled from ``path_params`` (each value URL-quoted); only the
+        template is ever logged.  Statuses in ``allow_statuses`` are returned, not raised.
+        """
+        method = method.upper()
+        url = self.url(route, path_params)
+        req = requests.Request(
+            method,
+            url,
+            params=dict(query or {}),
+            json=json,
+            data=data,
+            headers=dict(headers or {}),
+            auth=auth or self._auth,
+        )
+        prepared = self.session.prepare_request(req)
+        if self._prepare is not None:
+            self._prepare(prepared)
+        started = time.monotonic()
+        try:
+            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+        except requests.Timeout:
+            self._log(method, route, "timeout", started)
+            raise ProcessorUnavailable(
+                f"{self.processor} did not answer in time", code="timeout", processor=self.processor
+            ) from None
+        except requests.RequestException as exc:
+            self._log(method, route, type(exc).__name__, started)
+            raise ProcessorUnavailable(
+                f"could not reach {self.processor} at {self.host}", code="connection_error",
+                processor=self.processor,
+            ) from None
+        self._log(method, route, response.status_code, started)
+        if response.status_code < 400 or response.status_code in set(allow_statuses):
+            if expect_json and response.content:
+                try:
+                    response.json()
+                except ValueError:
+                    raise ProcessorUnavailable(
+                        f"{self.processor} answered with a body that is not JSON",
+                        code="bad_response", http_status=response.status_code, processor=self.processor,
+                    ) from None
+            return response
+        raise self.error_for(response)
+
+    def error_for(self, response: requests.Response) -> ProcessorError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        message, code = "", ""
+        if self._error_message is not None:
+            try:
+                message, code = self._error_message(body, response)
+            except Exception:  # an unexpected error shape must not hide the status
+                message, code = "", ""
+        message = redact(message or f"{self.processor} answered HTTP {response.status_code}", self._secrets())
+        status = response.status_code
+        kwargs = {"code": code or None, "http_status": status, "processor": self.processor}
+        if status >= 500:
+            return ProcessorUnavailable(message, **kwargs)
+        if status in (401, 403):
+            return AuthenticationError(message, **kwargs)
+        if status == 404:
+            return NotFoundError(message, **kwargs)
+        if status == 429:
+            return ProcessorUnavailable(message, **kwargs)
+        return InvalidRequestError(message, **kwargs)
+
+    def _log(self, method: str, route: str, outcome: Any, started: float) -> None:
+        logger.info(
+            "%s %s %s -> %s (%.0f ms)", self.processor, method, route, outcome,
+            (time.monotonic() - started) * 1000,
+        )

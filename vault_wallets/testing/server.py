@@ -1,0 +1,331 @@
+"""A small threaded HTTP server for playing a processor's API on loopback.
+
+Each fake in ``vault_wallets.testing.fakes`` subclasses ``FakeServer``, declares its
+routes with ``@route`` and keeps its state in memory.  Tests (ours and a shop's) talk to
+it over real HTTP, so the processor module's real client code, auth signing, retries and
+error mapping all run::
+
+    with PaySimpleFake() as fake:
+        settings.VAULT_WALLETS["ACCOUNTS"]["ps"]["OPTIONS"]["BASE_URL"] = fake.url
+        ...
+
+Fault switches, shared by every fake (``fake.faults``):
+
+* ``latency`` — seconds added before every answer;
+* ``fail_next(status=503, count=1)`` — the next ``count`` requests answer that status with
+  the processor's own error shape;
+* ``hang_next(seconds, count=1)`` — the next requests sleep ``seconds`` before answering
+  (longer than the client's read timeout to simulate a timeout);
+* ``decline_all`` — every payment is declined, whatever the card.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+def route(method: str, pattern: str) -> Callable:
+    """Declare a handler: ``@route("GET", "/v4/customer/{id}")``; params are passed as kwargs."""
+
+    def decorate(func: Callable) -> Callable:
+        func.__dict__.setdefault("_routes", []).append((method.upper(), pattern))
+        return func
+
+    return decorate
+
+
+def _compile(pattern: str) -> re.Pattern:
+    regex = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern.rstrip("/") or "/")
+    return re.compile(f"^{regex}/?$")
+
+
+@dataclass
+class FakeRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: Mapping[str, str]  # lower-cased names
+    body: bytes
+    target: str  # path with query string, as sent on the request line
+    client: str = ""
+
+    def header(self, name: str, default: str = "") -> str:
+        return self.headers.get(name.lower(), default)
+
+    def json(self) -> Any:
+        """The JSON body, or raise ``ValueError``; an empty body is ``{}``."""
+        if not self.body:
+            return {}
+        return json.loads(self.body.decode("utf-8"))
+
+    def form(self) -> dict[str, str]:
+        return {k: v[-1] for k, v in parse_qs(self.body.decode("utf-8"), keep_blank_values=True).items()}
+
+
+@dataclass
+class FakeResponse:
+    status: int = 200
+    body: Any = None  # dict/list → JSON; bytes/str → as is
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encode(self) -> tuple[bytes, dict[str, str]]:
+        headers = dict(self.headers)
+        if self.body is None:
+            return b"", headers
+        if isinstance(self.body, bytes):
+            return self.body, headers
+        if isinstance(self.body, str):
+            headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+            return self.body.encode("utf-8"), headers
+        headers.setdefault("Content-Type", "application/json")
+        return json.dumps(self.body, default=str).encode("utf-8"), headers
+
+
+_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+
+
+def json_response(body: Any, status: int = 200, **headers: str) -> FakeResponse:
+    return FakeResponse(status=status, body=body, headers=dict(headers))
+
+
+class Faults:
+    """Switches a test flips to make the fake misbehave."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.latency = 0.0
+            self.decline_all = False
+            self._fail: list[int] = []
+            self._hang: list[float] = []
+
+    def fail_next(self, status: int = 503, count: int = 1) -> None:
+        with self._lock:
+            self._fail.extend([status] * count)
+
+    def hang_next(self, seconds: float = 5.0, count: int = 1) -> None:
+        with self._lock:
+            self._hang.extend([seconds] * count)
+
+    def take(self) -> tuple[float, int | None]:
+        with self._lock:
+            hang = self._hang.pop(0) if self._hang else 0.0
+            fail = self._fail.pop(0) if self._fail else None
+            return self.latency + hang, fail
+
+
+class FakeServer:
+    """Base of the processor fakes.  Subclasses implement ``authenticate`` and ``error``."""
+
+    #: Name used in logs and fixtures.
+    name = "fake"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        self.host = host
+        self.port = port
+        self.faults = Faults()
+        self.lock = threading.RLock()
+        self.calls: list[tuple[str, str, int]] = []  # (method, path, status) in order
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._routes: list[tuple[str, re.Pattern, Callable]] = []
+        for klass in reversed(type(self).__mro__):
+            for attr, value in vars(klass).items():
+                for method, pattern in getattr(value, "_routes", ()):
+                    self._routes.append((method, _compile(pattern), getattr(self, attr)))
+        self.reset()
+
+    # -- to override -------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all state (subclasses extend it and call super)."""
+        self.faults.reset()
+        self.calls = []
+
+    def authenticate(self, request: FakeRequest) -> FakeResponse | None:
+        """Return an error response when the request's credentials are wrong, else None."""
+        return None
+
+    def error(self, status: int, message: str, code: str = "") -> FakeResponse:
+        """The processor's own error shape."""
+        return json_response({"error": code or "error", "message": message}, status)
+
+    def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
+                      holder_name: str = "") -> str:
+        """Play the processor's browser library: turn card details into a temporary token.
+
+        The fake keeps what the real processor would (brand, last4, expiry, a fingerprint),
+        and decides from the test-card number how later operations behave.
+        """
+        raise NotImplementedError
+
+    # The stand-in for the processor's browser tokenization, for pages under test (the
+    # example shop's checkout).  Not part of any real API; no processor credentials.
+    @route("POST", "/_fake/tokens")
+    def _fake_tokens(self, request: FakeRequest) -> FakeResponse:
+        data = request.json()
+        missing = [k for k in ("number", "exp_month", "exp_year") if not data.get(k)]
+        if missing:
+            return json_response({"error": f"missing: {', '.join(missing)}"}, 400, **_CORS)
+        try:
+            token = self.tokenize_card(str(data["number"]).replace(" ", ""), int(data["exp_month"]),
+                                       int(data["exp_year"]), str(data.get("cvc", "")),
+                                       str(data.get("holder_name", "")))
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 400, **_CORS)
+        return json_response({"token": token}, 201, **_CORS)
+
+    @route("OPTIONS", "/_fake/tokens")
+    def _fake_tokens_preflight(self, request: FakeRequest) -> FakeResponse:
+        return FakeResponse(204, None, dict(_CORS))
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{self.name} fake is not running")
+        return f"http://{self.host}:{self._server.server_address[1]}"
+
+    def start(self) -> FakeServer:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output quiet
+                pass
+
+            def _serve(self):
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+        server = ThreadingHTTPServer((self.host, self.port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=f"{self.name}-fake", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- dispatch ----------------------------------------------------------------------
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        split = urlsplit(handler.path)
+        request = FakeRequest(
+            method=handler.command,
+            path=split.path,
+            query={k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()},
+            headers={k.lower(): v for k, v in handler.headers.items()},
+            body=body,
+            target=handler.path,
+            client=handler.client_address[0],
+        )
+        delay, forced_status = self.faults.take()
+        if delay:
+            time.sleep(delay)
+        if forced_status is not None:
+            response = self.error(forced_status, f"simulated HTTP {forced_status}", "simulated_fault")
+        else:
+            response = self.handle(request)
+        with self.lock:
+            self.calls.append((request.method, request.path, response.status))
+        payload, headers = response.encode()
+        try:
+            handler.send_response(response.status)
+            for key, value in headers.items():
+                handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(payload)))
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            if handler.command != "HEAD":
+                handler.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            pass  # the client gave up (a simulated timeout)
+        handler.close_connection = True
+
+    def handle(self, request: FakeRequest) -> FakeResponse:
+        matched_path = False
+        for method, regex, func in self._routes:
+            match = regex.match(request.path)
+            if not match:
+                continue
+            matched_path = True
+            if method != request.method:
+                continue
+            if not request.path.startswith("/_fake/"):
+                denied = self.authenticate(request)
+                if denied is not None:
+                    return denied
+            try:
+                with self.lock:
+                    return func(request, **match.groupdict())
+            except ValueError as exc:  # a malformed JSON body, or a handler's own validation
+                return self.error(400, f"invalid request: {exc}", "invalid_request")
+        if matched_path:
+            return self.error(405, "method not allowed", "method_not_allowed")
+        return self.error(404, "resource not found", "not_found")
+
+
+@contextmanager
+def running(fake_class: type[FakeServer], **kwargs: Any) -> Iterator[FakeServer]:
+    """``with running(PaySimpleFake) as fake:`` — start a fake on a free loopback port."""
+    fake = fake_class(**kwargs).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def fake_fixture(fake_class: type[FakeServer], name: str | None = None):
+    """Build a pytest fixture that yields a running ``fake_class``, reset for each test.
+
+    The server starts on first use and runs for the rest of the session.  In a fake's
+    module::  ``paysimple_fake = fake_fixture(PaySimpleFake)``; in a shop's conftest:
+    ``from vault_wallets.testing.fakes.paysimple import paysimple_fake``.
+    """
+    import atexit
+
+    import pytest
+
+    holder: dict[str, FakeServer] = {}
+
+    @pytest.fixture(name=name or f"{fake_class.name}_fake")
+    def _fixture():
+        fake = holder.get("fake")
+        if fake is None:
+            fake = holder["fake"] = fake_class().start()
+            atexit.register(fake.stop)
+        fake.reset()
+        yield fake
+        fake.faults.reset()
+
+    return _fixture

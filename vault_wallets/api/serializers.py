@@ -1,0 +1,98 @@
+"""What the shopper API shows and accepts.  Never a token, a fingerprint or a database id."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from ..models import Address, Customer, SavedPaymentMethod
+from ..processors import base as p
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="uid", read_only=True)
+    default_payment_method = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Customer
+        fields = ["id", "name", "email", "currency", "default_payment_method"]
+        read_only_fields = fields
+
+    def get_default_payment_method(self, obj) -> str | None:
+        return self.context.get("default_payment_method_uid")
+
+
+class PaymentMethodSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="uid", read_only=True)
+    type = serializers.CharField(source="method_type", read_only=True)
+    brand = serializers.SerializerMethodField()
+
+    class Meta:
+        model = SavedPaymentMethod
+        fields = ["id", "type", "brand", "last4", "exp_month", "exp_year", "label", "is_default",
+                  "verification_status", "status", "created_at"]
+        read_only_fields = fields
+
+    def get_brand(self, obj) -> str:
+        return obj.bank_name if obj.method_type == p.METHOD_ACH and not obj.brand else obj.brand
+
+
+class PaymentMethodListSerializer(serializers.Serializer):
+    results = PaymentMethodSerializer(many=True)
+
+
+class PaymentMethodCreateSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=512, help_text="The temporary token from the processor's tokenizer.")
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    make_default = serializers.BooleanField(required=False, default=False)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects fields it does not know, so a PATCH cannot silently ignore a change."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - {n for n, f in self.fields.items() if not f.read_only})
+            if unknown:
+                raise serializers.ValidationError({k: ["This field cannot be changed."] for k in unknown})
+        return super().to_internal_value(data)
+
+
+class PaymentMethodUpdateSerializer(StrictSerializer):
+    label = serializers.CharField(max_length=100, allow_blank=True)
+
+
+class DefaultPaymentMethodSerializer(serializers.Serializer):
+    saved_payment_method_id = serializers.CharField(max_length=64)
+
+
+class AddressSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="uid", read_only=True)
+    make_default = serializers.BooleanField(write_only=True, required=False, default=False)
+
+    class Meta:
+        model = Address
+        fields = ["id", "label", "name", "line1", "line2", "city", "state", "postal_code", "country",
+                  "is_default", "make_default", "created_at"]
+        read_only_fields = ["id", "is_default", "created_at"]
+
+    def validate_country(self, value: str) -> str:
+        value = (value or "").upper()
+        if not (len(value) == 2 and value.isalpha()):
+            raise serializers.ValidationError("Use a two-letter ISO 3166-1 country code.")
+        return value
+
+
+class AddressUpdateSerializer(StrictSerializer, AddressSerializer):
+    pass
+
+
+class AddressListSerializer(serializers.Serializer):
+    results = AddressSerializer(many=True)
+
+
+class CustomerTokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField()
+    expires_in = serializers.IntegerField()
+    customer = serializers.CharField()
+    processor_client_token = serializers.CharField(allow_null=True)

@@ -1,0 +1,61 @@
+"""Random public ids (``cus_…``, ``spm_…``, ``adr_…``, ``pay_…``): database integers never leave the server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from . import conf
+
+def new_uid(prefix: str) -> str:
+    """``prefix_`` + 24 URL-safe characters (~143 bits of randomness)."""
+    return f"{prefix}_{secrets.token_urlsafe(18)}"
+
+
+# Named functions (not lambdas) so migrations can reference them as model field defaults.
+def new_customer_uid() -> str:
+    return new_uid("cus")
+
+
+def new_payment_method_uid() -> str:
+    return new_uid("spm")
+
+
+def new_address_uid() -> str:
+    return new_uid("adr")
+
+
+def new_charge_uid() -> str:
+    return new_uid("pay")
+
+
+def new_event_uid() -> str:
+    return new_uid("evt")
+
+
+# The sandbox processor's own ids (its "server side").
+def new_sandbox_temporary_token() -> str:
+    return new_uid("tok_sbx")
+
+
+def new_sandbox_customer_id() -> str:
+    return new_uid("sbxcus")
+
+
+def new_sandbox_method_token() -> str:
+    return new_uid("sbxpm")
+
+
+def new_sandbox_charge_id() -> str:
+    return new_uid("sbxch")
+
+
+def keyed_hash(purpose: str, *parts: str) -> str:
+    """HMAC-SHA256 of ``parts`` under a key derived for ``purpose``; hex.
+
+    Used for card fingerprints (duplicate detection) and token lookups: the stored value
+    cannot be turned back into a token or a card number without the server's key.
+    """
+    message = "\x1f".join(parts).encode("utf-8")
+    return hmac.new(conf.derived_key(purpose), message, hashlib.sha256).hexdigest()

@@ -1,0 +1,212 @@
+"""Customer, Address, SavedPaymentMethod and Charge.
+
+Processor tokens are Fernet-encrypted at rest (``FERNET_KEYS``, newest first) and never
+appear in ``repr``/``str``.  Public ids are random; the integer primary keys stay inside.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from fernet_fields import EncryptedTextField
+
+from . import ids
+from .processors import base as p
+
+
+def _choices(values):
+    return [(v, v.replace("-", " ").replace("_", " ")) for v in values]
+
+
+class Customer(models.Model):
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_customer_uid, editable=False)
+    account = models.CharField(max_length=64, help_text="A configured vault_wallets account name.")
+    reference_id = models.CharField(max_length=128, help_text="The shop's own id for this customer.")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="vault_customers",
+    )
+    name = models.CharField(max_length=200, blank=True)
+    email = models.EmailField(blank=True)
+    phone = models.CharField(max_length=40, blank=True)
+    currency = models.CharField(max_length=3, blank=True, help_text="Once set it cannot change.")
+    processor_customer_id = models.CharField(max_length=200, blank=True, db_index=True)
+    processor_customer_secret = EncryptedTextField(blank=True, default="")
+    token_version = models.PositiveIntegerField(default=1, editable=False)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "reference_id"], name="vw_customer_account_reference"),
+            models.UniqueConstraint(fields=["account", "user"], condition=Q(user__isnull=False),
+                                    name="vw_customer_account_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.email or self.reference_id} ({self.uid})"
+
+    def __repr__(self) -> str:
+        return f"<Customer {self.uid} account={self.account!r}>"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._loaded_currency = instance.__dict__.get("currency")
+        return instance
+
+    def clean(self):
+        super().clean()
+        self._check_currency()
+
+    def _check_currency(self):
+        self.currency = (self.currency or "").upper()
+        loaded = getattr(self, "_loaded_currency", None)
+        if loaded and self.currency != loaded:
+            raise ValidationError({"currency": f"The customer's currency is {loaded} and cannot be changed."})
+
+    def save(self, *args, **kwargs):
+        self._check_currency()
+        super().save(*args, **kwargs)
+        self._loaded_currency = self.currency
+
+    @property
+    def processor_ref(self) -> p.CustomerRef:
+        return p.CustomerRef(id=self.processor_customer_id, secret=self.processor_customer_secret,
+                             reference_id=self.reference_id)
+
+
+class Address(models.Model):
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_address_uid, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="addresses")
+    label = models.CharField(max_length=100, blank=True)
+    name = models.CharField(max_length=200, blank=True)
+    line1 = models.CharField(max_length=200)
+    line2 = models.CharField(max_length=200, blank=True)
+    city = models.CharField(max_length=100)
+    state = models.CharField(max_length=100, blank=True)
+    postal_code = models.CharField(max_length=20, blank=True)
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2")
+    is_default = models.BooleanField(default=False)
+    processor_address_id = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-is_default", "-created_at", "-id"]
+        verbose_name_plural = "addresses"
+        constraints = [
+            models.UniqueConstraint(fields=["customer"], condition=Q(is_default=True),
+                                    name="vw_address_one_default"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label or self.line1}, {self.city} ({self.uid})"
+
+    def as_data(self) -> p.AddressData:
+        return p.AddressData(
+            line1=self.line1, line2=self.line2, city=self.city, state=self.state,
+            postal_code=self.postal_code, country=self.country, label=self.label, name=self.name,
+            is_default=self.is_default, processor_id=self.processor_address_id,
+        )
+
+
+class SavedPaymentMethodQuerySet(models.QuerySet):
+    def visible(self):
+        """What the shopper sees: everything but removed methods."""
+        return self.exclude(status=p.METHOD_REMOVED)
+
+    def chargeable(self):
+        return self.filter(status=p.METHOD_ACTIVE).exclude(verification_status=p.VERIFICATION_FAILED)
+
+
+class SavedPaymentMethod(models.Model):
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_payment_method_uid, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_methods")
+    method_type = models.CharField(max_length=8, choices=_choices(p.METHOD_TYPES), default=p.METHOD_CARD)
+    processor_token = EncryptedTextField(help_text="The processor's permanent token (encrypted).")
+    processor_method_id = EncryptedTextField(blank=True, default="")
+    processor_lookup = models.CharField(max_length=64, db_index=True, editable=False,
+                                        help_text="Keyed hash of the processor's method id, for webhooks.")
+    fingerprint = models.CharField(max_length=64, blank=True, db_index=True, editable=False,
+                                   help_text="Keyed hash for duplicate detection; never a card number.")
+    brand = models.CharField(max_length=32, blank=True)
+    last4 = models.CharField(max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    holder_name = models.CharField(max_length=200, blank=True)
+    bank_name = models.CharField(max_length=200, blank=True)
+    account_type = models.CharField(max_length=16, blank=True)
+    label = models.CharField(max_length=100, blank=True)
+    is_default = models.BooleanField(default=False)
+    verification_status = models.CharField(max_length=16, choices=_choices(p.VERIFICATION_STATUSES),
+                                           default=p.VERIFICATION_UNKNOWN)
+    status = models.CharField(max_length=16, choices=_choices(p.METHOD_STATUSES), default=p.METHOD_ACTIVE)
+    processor_data = models.JSONField(default=dict, blank=True, help_text="Sanitized processor data.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = SavedPaymentMethodQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_default", "-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer"], condition=Q(is_default=True),
+                                    name="vw_payment_method_one_default"),
+        ]
+
+    def __str__(self) -> str:
+        if self.method_type == p.METHOD_ACH:
+            return f"{self.bank_name or 'Bank account'} ••••{self.last4} ({self.uid})"
+        return f"{self.brand or 'Card'} ••••{self.last4} ({self.uid})"
+
+    def __repr__(self) -> str:
+        return f"<SavedPaymentMethod {self.uid} {self.method_type} {self.brand} ••••{self.last4} {self.status}>"
+
+    @property
+    def processor_ref(self) -> p.MethodRef:
+        return p.MethodRef(token=self.processor_token, method_id=self.processor_method_id or self.processor_token,
+                           method_type=self.method_type)
+
+    @property
+    def is_chargeable(self) -> bool:
+        return self.status == p.METHOD_ACTIVE and self.verification_status != p.VERIFICATION_FAILED
+
+    @staticmethod
+    def lookup_for(account: str, method_id: str) -> str:
+        return ids.keyed_hash("method-lookup", account, method_id)
+
+
+class Charge(models.Model):
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_charge_uid, editable=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="charges")
+    payment_method = models.ForeignKey(SavedPaymentMethod, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="charges")
+    amount = models.BigIntegerField(help_text="Integer minor units (cents).")
+    amount_captured = models.BigIntegerField(default=0)
+    amount_refunded = models.BigIntegerField(default=0)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=_choices(p.CHARGE_STATUSES))
+    processor_reference = models.CharField(max_length=200, blank=True, db_index=True)
+    idempotency_key = models.CharField(max_length=255)
+    reference = models.CharField(max_length=200, blank=True, help_text="The shop's order reference.")
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "idempotency_key"], name="vw_charge_idempotency"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.uid} {self.amount} {self.currency} {self.status}"
+
+    @property
+    def refundable_amount(self) -> int:
+        return max(self.amount_captured - self.amount_refunded, 0)

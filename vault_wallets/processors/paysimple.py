@@ -1,0 +1,814 @@
+"""PaySimple API v4.
+
+Customers, credit-card and ACH accounts, payments (a v4 payment is a sale: there is no
+authorization-only payment, so ``capture=False`` is unsupported), void, reverse (refund),
+the customer token PaySimpleJS needs, and webhooks.  See ``docs/processors/paysimple.md``
+for the endpoint-by-endpoint mapping and for every inferred fact.
+
+Amounts: PaySimple's ``Amount`` is decimal dollars; the interface's integer cents are
+converted exactly with ``decimal`` (1999 → 19.99).  PaySimple processes USD only.
+
+Authentication (``AUTH_SCHEME``):
+
+* ``"basic"`` (default, PaySimple's recommended scheme): ``Authorization: basic {user}:{key}``
+  literally, with no base64;
+* ``"psserver"`` (legacy HMAC): ``PSSERVER accessid={user}; timestamp={ISO-8601};
+  signature={base64(HMAC-SHA256(key=api key, msg=timestamp))}``, the timestamp within
+  5 minutes of PaySimple's clock; computed afresh for every request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
+from functools import cached_property
+from typing import Any
+
+import requests
+
+from .base import (
+    CHARGE_CAPTURED,
+    CHARGE_DECLINED,
+    CHARGE_FAILED,
+    CHARGE_REFUNDED,
+    CHARGE_VOIDED,
+    EVENT_CHARGE_FAILED,
+    EVENT_CHARGE_REFUNDED,
+    EVENT_CHARGE_SUCCEEDED,
+    EVENT_CUSTOMER_UPDATED,
+    EVENT_PAYMENT_METHOD_UPDATED,
+    EVENT_UNKNOWN,
+    METHOD_ACH,
+    METHOD_ACTIVE,
+    METHOD_CARD,
+    METHOD_EXPIRED,
+    VERIFICATION_NOT_REQUESTED,
+    AddressData,
+    BaseProcessor,
+    ChargeRequest,
+    ChargeResult,
+    ClientToken,
+    CustomerData,
+    CustomerRef,
+    InvalidRequestError,
+    MethodRef,
+    NormalizedEvent,
+    NotFoundError,
+    ProcessorCustomer,
+    ProcessorUnavailable,
+    TemporaryTokenError,
+    UnsupportedOperation,
+    VaultedMethod,
+    VaultRequest,
+    VerificationFailedError,
+    WebhookParseError,
+    WebhookRequest,
+    WebhookVerificationError,
+)
+from .http import ProcessorHTTPClient
+
+logger = logging.getLogger("vault_wallets.processors.paysimple")
+
+SANDBOX_URL = "https://sandbox-api.paysimple.com"
+PRODUCTION_URL = "https://api.paysimple.com"
+AUTH_BASIC = "basic"
+AUTH_PSSERVER = "psserver"
+AUTH_SCHEMES = (AUTH_BASIC, AUTH_PSSERVER)
+DEFAULT_SIGNATURE_HEADER = "paysimple-hmac-sha256"
+#: PaySimple documents these lifetimes; the token responses carry no expiry of their own.
+CUSTOMER_TOKEN_LIFETIME = timedelta(minutes=15)
+CHECKOUT_TOKEN_LIFETIME = timedelta(minutes=5)
+#: ``Customer.CustomerAccount``: "28 characters max. Useful for assigning non-PaySimple Id".
+CUSTOMER_ACCOUNT_MAX = 28
+PAGE_SIZE = 200  # PaySimple's default and our page size for customer scans
+RECENT_PAYMENTS = 200  # how far back the idempotency look-up reads a customer's payments
+MAX_AMOUNT = Decimal("2000000.00")  # documented ceiling of one payment
+CENTS = Decimal("0.01")
+
+# Payment.Status → normalized charge status, for the payment as it stands.
+_SALE_STATUSES = {"authorized", "pending", "posted", "settled"}  # a v4 payment is a sale
+_VOIDABLE_STATUSES = {"authorized", "pending", "posted"}
+_REFUNDED_STATUSES = {"reversed", "reverseposted", "refundsettled"}
+_FAILED_STATUSES = {"failed", "returned", "reversensf", "chargeback"}
+# The same statuses as webhook payloads spell them (snake case, lower).
+_EVENT_STATUS = {
+    **{s: EVENT_CHARGE_SUCCEEDED for s in ("authorized", "pending", "posted", "settled")},
+    **{s: EVENT_CHARGE_FAILED for s in ("failed", "returned", "reverse_n_s_f", "chargeback")},
+    "reversed": EVENT_CHARGE_REFUNDED,
+}
+
+_ISSUERS = {
+    "visa": "visa", "12": "visa",
+    "master": "mastercard", "mastercard": "mastercard", "13": "mastercard",
+    "amex": "amex", "americanexpress": "amex", "14": "amex",
+    "discover": "discover", "15": "discover",
+}
+# Account fields that may be kept in ``VaultedMethod.raw``: no id (it is the token), no number.
+_RAW_ACCOUNT_FIELDS = ("Issuer", "ExpirationDate", "IsDefault", "BankName", "IsCheckingAccount")
+_RAW_PAYMENT_DROP = ("AccountId", "PaymentToken", "CVV", "Cvv")
+# Fields of an InvalidInput error that mean "this card or bank account is not acceptable".
+_ACCOUNT_FIELDS = {"creditcardnumber", "expirationdate", "issuer", "billingzipcode", "accountnumber",
+                   "routingnumber", "bankname", "cvv", "account"}
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_TIMESTAMP = re.compile(
+    r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?", re.IGNORECASE
+)
+
+
+# --------------------------------------------------------------------------------------
+# Helpers (also used by the fake, so both sides agree on the wire format)
+# --------------------------------------------------------------------------------------
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO-8601 in UTC with 7 fractional digits, as PaySimple's own SDK writes it."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond:06d}0Z"
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse PaySimple's ISO-8601 (up to 9 fractional digits, ``Z``/offset; naive means UTC)."""
+    match = _TIMESTAMP.fullmatch(str(text).strip())
+    if not match:
+        raise ValueError("not an ISO-8601 timestamp")
+    base, fraction, zone = match.groups()
+    moment = datetime.strptime(base, "%Y-%m-%dT%H:%M:%S")
+    if fraction:
+        moment = moment.replace(microsecond=int(fraction[:6].ljust(6, "0")))
+    if zone and zone.upper() != "Z":
+        sign = 1 if zone[0] == "+" else -1
+        digits = zone[1:].replace(":", "")
+        offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        return moment.replace(tzinfo=timezone(sign * offset))
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def psserver_signature(api_key: str, timestamp: str) -> str:
+    """base64(HMAC-SHA256(key=api key, msg=timestamp)), both UTF-8, the key not decoded."""
+    digest = hmac.new(api_key.encode("utf-8"), timestamp.encode("utf-8"), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def psserver_authorization(username: str, api_key: str, timestamp: str) -> str:
+    signature = psserver_signature(api_key, timestamp)
+    return f"PSSERVER accessid={username}; timestamp={timestamp}; signature={signature}"
+
+
+def basic_authorization(username: str, api_key: str) -> str:
+    """PaySimple's ``basic`` scheme: user and key literally, no base64."""
+    return f"basic {username}:{api_key}"
+
+
+def webhook_signature(secret: str, body: bytes) -> str:
+    """Hex HMAC-SHA256 of the raw body keyed with the subscription secret."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def to_dollars(amount: int) -> Decimal:
+    """Integer cents → PaySimple's decimal dollars, exactly (1999 → Decimal('19.99'))."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise TypeError("amounts are integer minor units")
+    return (Decimal(amount) / 100).quantize(CENTS)
+
+
+def to_cents(value: Any) -> int:
+    """PaySimple's decimal dollars → integer cents; refuses fractions of a cent."""
+    try:
+        cents = Decimal(str(value)) * 100
+    except InvalidOperation:
+        raise ValueError("not a decimal amount") from None
+    if cents != cents.to_integral_value():
+        raise ValueError("amount has fractions of a cent")
+    return int(cents)
+
+
+def customer_account_value(reference_id: str) -> str:
+    """The value stored in ``Customer.CustomerAccount`` for a vault_wallets reference.
+
+    References of up to 28 characters are stored as they are; longer ones as ``vw-`` plus
+    25 hex digits of their SHA-256 (still unique in practice, and stable).
+    """
+    if len(reference_id) <= CUSTOMER_ACCOUNT_MAX:
+        return reference_id
+    return "vw-" + hashlib.sha256(reference_id.encode("utf-8")).hexdigest()[: CUSTOMER_ACCOUNT_MAX - 3]
+
+
+def card_brand(issuer: Any) -> str:
+    key = re.sub(r"[^a-z0-9]", "", str(issuer or "").lower())
+    return _ISSUERS.get(key, key)
+
+
+class _RedactTransportPaths(logging.Filter):
+    """Remove request paths (which hold PaySimple ids) from urllib3's own log records.
+
+    ``ProcessorHTTPClient`` logs only route templates, but urllib3 logs the full path at
+    DEBUG (and on retries at WARNING).  Installed once, on urllib3's loggers.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                "[path]" if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
+            )
+        return True
+
+
+_PATH_FILTER = _RedactTransportPaths()
+
+
+def _quiet_transport_paths() -> None:
+    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
+        transport_logger = logging.getLogger(name)
+        if _PATH_FILTER not in transport_logger.filters:
+            transport_logger.addFilter(_PATH_FILTER)
+
+
+def _error_message(body: Any, response: requests.Response) -> tuple[str, str]:
+    """``(message, code)`` from PaySimple's ``Meta.Errors``; 401s carry no body at all."""
+    if response.status_code == 401:
+        return ("PaySimple rejected the API credentials (check API_USERNAME, API_KEY and, for "
+                "PSSERVER, the server clock)", "Unauthorized")
+    errors = ((body or {}).get("Meta") or {}).get("Errors") if isinstance(body, dict) else None
+    if not isinstance(errors, dict):
+        return "", ""
+    parts = []
+    for item in errors.get("ErrorMessages") or ():
+        if isinstance(item, dict) and item.get("Message"):
+            parts.append(f"{item['Field']}: {item['Message']}" if item.get("Field") else str(item["Message"]))
+    message = "; ".join(parts) or str(errors.get("ErrorCode") or "")
+    if errors.get("TraceCode"):
+        message += f" (trace code {errors['TraceCode']})"
+    return message, str(errors.get("ErrorCode") or "")
+
+
+def _error_fields(body: Any) -> set[str]:
+    errors = ((body or {}).get("Meta") or {}).get("Errors") if isinstance(body, dict) else None
+    items = (errors or {}).get("ErrorMessages") or () if isinstance(errors, dict) else ()
+    return {str(item.get("Field") or "").lower() for item in items if isinstance(item, dict)}
+
+
+def _status_key(status: Any) -> str:
+    return re.sub(r"[^a-z]", "", str(status or "").lower())
+
+
+# --------------------------------------------------------------------------------------
+# The processor
+# --------------------------------------------------------------------------------------
+
+
+class PaySimpleProcessor(BaseProcessor):
+    """PaySimple API v4 (``https://sandbox-api.paysimple.com`` unless ``BASE_URL`` says otherwise)."""
+
+    name = "paysimple"
+    display_name = "PaySimple"
+    supports_client_token = True
+    supports_addresses = False
+    required_options = ("API_USERNAME", "API_KEY")
+    secret_options = ("API_KEY", "WEBHOOK_SECRET")
+
+    # -- configuration -----------------------------------------------------------------
+    def check_options(self) -> list[str]:
+        problems = super().check_options()
+        if self.option("AUTH_SCHEME", AUTH_BASIC) not in AUTH_SCHEMES:
+            problems.append(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}")
+        timeout = self.option("TIMEOUT", (5, 30))
+        if not (isinstance(timeout, (list, tuple)) and len(timeout) == 2):
+            problems.append("TIMEOUT must be a (connect, read) pair of seconds")
+        return problems
+
+    @cached_property
+    def _http(self) -> ProcessorHTTPClient:
+        scheme = self.option("AUTH_SCHEME", AUTH_BASIC)
+        if scheme not in AUTH_SCHEMES:
+            raise InvalidRequestError(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}",
+                                      code="misconfigured", processor=self.name)
+        _quiet_transport_paths()
+        connect, read = self.option("TIMEOUT", (5, 30))
+        return ProcessorHTTPClient(
+            processor=self.name,
+            base_url=self.option("BASE_URL") or SANDBOX_URL,
+            timeout=(float(connect), float(read)),
+            retries=int(self.option("RETRIES", 2)),
+            idempotency_headers=(),  # PaySimple has none: POSTs are never retried
+            default_headers={"Accept": "application/json"},
+            error_message=_error_message,
+            secrets=self._secrets,
+            prepare=self._authorize,
+        )
+
+    def _secrets(self) -> list[str]:
+        return [str(self.option("API_KEY") or ""), *self._webhook_secrets()]
+
+    def _authorize(self, prepared: requests.PreparedRequest) -> None:
+        username, api_key = str(self.option("API_USERNAME", "")), str(self.option("API_KEY", ""))
+        if self.option("AUTH_SCHEME", AUTH_BASIC) == AUTH_PSSERVER:
+            timestamp = format_timestamp(datetime.now(timezone.utc))
+            prepared.headers["Authorization"] = psserver_authorization(username, api_key, timestamp)
+        else:
+            prepared.headers["Authorization"] = basic_authorization(username, api_key)
+
+    def _call(self, method: str, route: str, *, params: Mapping[str, Any] | None = None, **kwargs) -> Any:
+        """Send a request and return the envelope's ``Response`` (None for 204 No Content)."""
+        response = self._http.request(method, route, path_params=params, **kwargs)
+        if not response.content:
+            return None
+        return response.json().get("Response")
+
+    # -- customers -----------------------------------------------------------------------
+    def create_customer(self, data: CustomerData) -> ProcessorCustomer:
+        """``POST /v4/customer``, unless a customer with this reference exists already.
+
+        PaySimple has no unique external id, so the reference is stored in
+        ``CustomerAccount`` and looked for (``GET /v4/customer``, all pages) first.
+        """
+        marker = customer_account_value(data.reference_id)
+        existing = self._find_customer(marker)
+        if existing is not None:
+            return self._customer(existing)
+        created = self._call("POST", "/v4/customer", json=self._customer_body(data))
+        return self._customer(created)
+
+    def _find_customer(self, marker: str) -> dict | None:
+        page = 1
+        while True:
+            response = self._http.request("GET", "/v4/customer", query={"page": page, "pagesize": PAGE_SIZE})
+            envelope = response.json()
+            items = envelope.get("Response") or []
+            for item in items:
+                if isinstance(item, dict) and item.get("CustomerAccount") == marker:
+                    return item
+            paging = (envelope.get("Meta") or {}).get("PagingDetails") or {}
+            total = int(paging.get("TotalItems") or 0)
+            if len(items) < PAGE_SIZE or page * PAGE_SIZE >= total:
+                return None
+            page += 1
+
+    def update_customer(self, customer: CustomerRef, data: CustomerData) -> ProcessorCustomer:
+        """``GET`` the customer, overlay our fields, ``PUT /v4/customer`` (Id in the body)."""
+        current = self._call("GET", "/v4/customer/{customer_id}", params={"customer_id": customer.id})
+        body = {**(current or {}), **self._customer_body(data), "Id": current["Id"]}
+        for key in ("CreatedOn", "LastModified"):
+            body.pop(key, None)
+        return self._customer(self._call("PUT", "/v4/customer", json=body))
+
+    def delete_customer(self, customer: CustomerRef) -> None:
+        """``DELETE /v4/customer/{id}``; an already deleted customer counts as deleted."""
+        try:
+            self._call("DELETE", "/v4/customer/{customer_id}", params={"customer_id": customer.id})
+        except NotFoundError:
+            pass
+
+    def _customer_body(self, data: CustomerData) -> dict[str, Any]:
+        first, _, last = " ".join((data.name or "").split()).partition(" ")
+        body: dict[str, Any] = {
+            "FirstName": (first or "Customer")[:100],
+            "LastName": (last or "-")[:100],
+            "CustomerAccount": customer_account_value(data.reference_id),
+            "ShippingSameAsBilling": True,
+        }
+        if data.email:
+            body["Email"] = data.email[:100]
+        phone = re.sub(r"\D", "", data.phone or "")
+        if len(phone) == 11 and phone.startswith("1"):
+            phone = phone[1:]
+        if len(phone) == 10:
+            body["Phone"] = phone
+        address = _address_body(data.address)
+        if address:
+            body["BillingAddress"] = address
+        return body
+
+    def _customer(self, raw: Mapping[str, Any]) -> ProcessorCustomer:
+        return ProcessorCustomer(id=str(raw["Id"]), currency="USD", raw=dict(raw))
+
+    # -- payment methods ---------------------------------------------------------------------
+    def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
+        """Exchange PaySimpleJS's single-use payment token for the customer's account.
+
+        ``POST /v4/paymenttoken`` with the token and *our* customer id (never one from the
+        browser) matches or creates the account for that customer and answers with its
+        ``CustomerAccountId``; the account is then read from ``GET /v4/customer/{id}/accounts``.
+        """
+        customer_id = _int_id(request.customer.id, "customer")
+        response = self._http.request(
+            "POST", "/v4/paymenttoken",
+            json={"PaymentToken": request.temporary_token, "CustomerId": customer_id},
+            allow_statuses=(400, 404),
+        )
+        if response.status_code >= 400:
+            raise self._vault_error(response)
+        result = response.json().get("Response") or {}
+        if str(result.get("CustomerId")) != str(customer_id) or not result.get("CustomerAccountId"):
+            raise TemporaryTokenError("the payment token belongs to another customer", processor=self.name)
+        account_id = str(result["CustomerAccountId"])
+        if request.make_default:
+            self.set_default_payment_method(request.customer, MethodRef(token=account_id))
+        for method in self.list_payment_methods(request.customer):
+            if method.method_id == account_id:
+                return method
+        raise NotFoundError("PaySimple did not list the new account", processor=self.name)
+
+    def _vault_error(self, response: requests.Response) -> Exception:
+        body = response.json() if response.content else None
+        message, code = _error_message(body, response)
+        message = self._redact(message) or "PaySimple refused the payment token"
+        kwargs = {"code": code or None, "http_status": response.status_code, "processor": self.name}
+        fields = _error_fields(body)
+        if "customerid" in fields:
+            return NotFoundError(message, **kwargs)
+        if fields & _ACCOUNT_FIELDS:
+            return VerificationFailedError(message, **kwargs)
+        return TemporaryTokenError(message, **kwargs)
+
+    def fetch_payment_method(self, customer: CustomerRef, method: MethodRef) -> VaultedMethod:
+        """``GET /v4/account/creditcard/{id}`` (or ``/ach/``), checked to belong to ``customer``."""
+        return self._method(self._account(customer, method), method.method_type)
+
+    def _account(self, customer: CustomerRef, method: MethodRef) -> dict:
+        kind = "ach" if method.method_type == METHOD_ACH else "creditcard"
+        raw = self._call("GET", f"/v4/account/{kind}/{{account_id}}", params={"account_id": method.method_id})
+        if not raw or str(raw.get("CustomerId")) != str(customer.id):
+            raise NotFoundError("this account does not belong to the customer", processor=self.name)
+        return raw
+
+    def list_payment_methods(self, customer: CustomerRef) -> list[VaultedMethod]:
+        """``GET /v4/customer/{id}/accounts`` (credit cards and ACH accounts)."""
+        accounts = self._call("GET", "/v4/customer/{customer_id}/accounts",
+                              params={"customer_id": customer.id}) or {}
+        cards = [self._method(raw, METHOD_CARD) for raw in accounts.get("CreditCardAccounts") or ()]
+        banks = [self._method(raw, METHOD_ACH) for raw in accounts.get("AchAccounts") or ()]
+        if any(card.is_default for card in cards):
+            # One default per customer, as ``charge(method=None)`` sees it: the default card first.
+            banks = [_replace(bank, is_default=False) for bank in banks]
+        return cards + banks
+
+    def delete_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
+        """``DELETE /v4/account/creditcard/{id}`` (or ``/ach/``) after checking the owner."""
+        kind = "ach" if method.method_type == METHOD_ACH else "creditcard"
+        try:
+            self._account(customer, method)
+            self._call("DELETE", f"/v4/account/{kind}/{{account_id}}", params={"account_id": method.method_id})
+        except NotFoundError:
+            pass  # already gone
+
+    def set_default_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
+        """``PUT /v4/customer/{customerId}/{accountId}`` (PaySimple keeps one per account type)."""
+        self._call("PUT", "/v4/customer/{customer_id}/{account_id}",
+                   params={"customer_id": customer.id, "account_id": method.method_id})
+
+    def _method(self, raw: Mapping[str, Any], method_type: str) -> VaultedMethod:
+        account_id = str(raw["Id"])
+        sanitized = {key: raw[key] for key in _RAW_ACCOUNT_FIELDS if key in raw}
+        sanitized["AccountType"] = "ach" if method_type == METHOD_ACH else "creditcard"
+        common = {"token": account_id, "method_id": account_id, "is_default": bool(raw.get("IsDefault")),
+                  "verification_status": VERIFICATION_NOT_REQUESTED, "raw": sanitized}
+        if method_type == METHOD_ACH:
+            last4 = _last4(raw.get("AccountNumber"))
+            checking = raw.get("IsCheckingAccount")
+            return VaultedMethod(
+                method_type=METHOD_ACH, last4=last4, bank_name=str(raw.get("BankName") or ""),
+                account_type="checking" if checking or checking is None else "savings",
+                fingerprint=_fingerprint("ach", raw.get("RoutingNumber"), last4, checking), **common,
+            )
+        brand = card_brand(raw.get("Issuer"))
+        last4 = _last4(raw.get("CreditCardNumber"))
+        exp_month, exp_year = _expiry(raw.get("ExpirationDate"))
+        expired = bool(exp_year and exp_month) and (exp_year, exp_month) < _this_month()
+        return VaultedMethod(
+            method_type=METHOD_CARD, brand=brand, last4=last4, exp_month=exp_month, exp_year=exp_year,
+            fingerprint=_fingerprint("card", brand, last4, raw.get("ExpirationDate")),
+            status=METHOD_EXPIRED if expired else METHOD_ACTIVE, **common,
+        )
+
+    # -- money ------------------------------------------------------------------------------
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """``POST /v4/payment``: a sale (PaySimple v4 has no authorization-only payment).
+
+        ``method=None`` charges the default credit card, else the default ACH account.  With an
+        ``idempotency_key`` (stored in ``OrderId``) the customer's recent payments are searched
+        first, so a retried charge returns the payment already made instead of paying twice.
+        """
+        if not request.capture:
+            raise UnsupportedOperation("PaySimple API v4 has no authorization-only payments",
+                                       processor=self.name)
+        if (request.currency or "USD").upper() != "USD":
+            raise InvalidRequestError("PaySimple processes USD only", code="unsupported_currency",
+                                      processor=self.name)
+        if request.amount <= 0 or to_dollars(request.amount) > MAX_AMOUNT:
+            raise InvalidRequestError("the amount must be between 0.01 and 2,000,000.00 USD",
+                                      code="invalid_amount", processor=self.name)
+        key = request.idempotency_key[:50]
+        if key:
+            earlier = self._payment_with_order_id(request.customer, key)
+            if earlier is not None:
+                return self._charge_result(earlier)
+        account_id = request.method.method_id if request.method else self._default_account_id(request.customer)
+        body: dict[str, Any] = {"AccountId": _int_id(account_id, "account"),
+                                "Amount": float(to_dollars(request.amount))}
+        if key or request.reference:
+            body["OrderId"] = key or request.reference[:50]
+        if request.reference:
+            body["PurchaseOrderNumber"] = request.reference[:50]
+        if request.description:
+            body["Description"] = request.description[:2048]
+        return self._charge_result(self._call("POST", "/v4/payment", json=body))
+
+    def _payment_with_order_id(self, customer: CustomerRef, order_id: str) -> dict | None:
+        payments = self._call(
+            "GET", "/v4/customer/{customer_id}/payments", params={"customer_id": customer.id},
+            query={"pagesize": RECENT_PAYMENTS, "sortby": "PaymentId", "direction": "DESC"},
+        )
+        for payment in payments or ():
+            if isinstance(payment, dict) and payment.get("OrderId") == order_id and payment.get("Amount", 0) > 0:
+                return payment
+        return None
+
+    def _default_account_id(self, customer: CustomerRef) -> str:
+        for route in ("/v4/customer/{customer_id}/defaultcreditcard", "/v4/customer/{customer_id}/defaultach"):
+            try:
+                account = self._call("GET", route, params={"customer_id": customer.id})
+            except NotFoundError:
+                continue
+            if account and account.get("Id"):
+                return str(account["Id"])
+        raise InvalidRequestError("the customer has no default payment account at PaySimple",
+                                  code="no_default_method", processor=self.name)
+
+    def capture(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+        raise UnsupportedOperation("PaySimple API v4 payments are captured when made", processor=self.name)
+
+    def void(self, reference: str, *, idempotency_key: str = "") -> ChargeResult:
+        """``PUT /v4/payment/{id}/void`` (before ``CanVoidUntil``); a repeat finds it voided."""
+        try:
+            payment = self._call("PUT", "/v4/payment/{payment_id}/void", params={"payment_id": reference})
+        except InvalidRequestError as exc:
+            if isinstance(exc, NotFoundError):
+                raise
+            payment = self._payment(reference)
+            if _status_key(payment.get("Status")) != "voided":
+                raise
+        return self._charge_result(payment, status=CHARGE_VOIDED)
+
+    def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+        """Refund the whole payment.
+
+        PaySimple refunds (``PUT /v4/payment/{id}/reverse``) only ``Settled`` payments and only in
+        full.  Before settlement it tells you to void instead, so a payment still inside its void
+        window is voided: the customer is never charged, and the result reports it refunded.
+        """
+        payment = self._payment(reference)
+        total = to_cents(payment.get("Amount", 0))
+        if amount is not None and amount != total:
+            raise UnsupportedOperation("PaySimple refunds only the full amount of a payment",
+                                       code="partial_refund_unsupported", processor=self.name)
+        status = _status_key(payment.get("Status"))
+        if status == "settled":
+            payment = self._call("PUT", "/v4/payment/{payment_id}/reverse", params={"payment_id": reference})
+        elif status in _VOIDABLE_STATUSES and _voidable(payment):
+            payment = self._call("PUT", "/v4/payment/{payment_id}/void", params={"payment_id": reference})
+        elif status not in _REFUNDED_STATUSES and status != "voided":
+            raise InvalidRequestError(
+                "PaySimple can refund this payment only once it is Settled (its void window has passed)",
+                code="not_settled", processor=self.name)
+        return self._charge_result(payment, status=CHARGE_REFUNDED, amount=total)
+
+    def _payment(self, reference: str) -> dict:
+        return self._call("GET", "/v4/payment/{payment_id}", params={"payment_id": reference})
+
+    def _charge_result(self, payment: Mapping[str, Any], *, status: str = "", amount: int | None = None
+                       ) -> ChargeResult:
+        amount = to_cents(abs(Decimal(str(payment.get("Amount", 0))))) if amount is None else amount
+        failure = payment.get("FailureData") or {}
+        state = _status_key(payment.get("Status"))
+        if not status:
+            if state in _FAILED_STATUSES:
+                status = CHARGE_DECLINED if failure.get("IsDecline") or payment.get("IsDecline") else CHARGE_FAILED
+            elif state == "voided":
+                status = CHARGE_VOIDED
+            elif state in _REFUNDED_STATUSES:
+                status = CHARGE_REFUNDED
+            elif state in _SALE_STATUSES:
+                status = CHARGE_CAPTURED
+            else:
+                raise ProcessorUnavailable("PaySimple answered with an unknown payment status",
+                                           code="bad_response", processor=self.name)
+        return ChargeResult(
+            reference=str(payment["Id"]),
+            status=status,
+            amount=amount,
+            currency="USD",
+            amount_captured=amount if status in (CHARGE_CAPTURED, CHARGE_REFUNDED) else 0,
+            amount_refunded=amount if status == CHARGE_REFUNDED else 0,
+            failure_code=str(failure.get("Code") or "") if status in (CHARGE_DECLINED, CHARGE_FAILED) else "",
+            failure_message=str(failure.get("Description") or "") if status in (CHARGE_DECLINED, CHARGE_FAILED)
+            else "",
+            raw={k: v for k, v in payment.items() if k not in _RAW_PAYMENT_DROP},
+        )
+
+    # -- browser ----------------------------------------------------------------------------
+    def get_client_token(self, customer: CustomerRef) -> ClientToken:
+        """``GET /v4/customer/{id}/token``: PaySimpleJS's ``customerAuth`` (15 minutes)."""
+        result = self._call("GET", "/v4/customer/{customer_id}/token", params={"customer_id": customer.id})
+        return ClientToken(token=str(result["JwtToken"]),
+                           expires_at=datetime.now(timezone.utc) + CUSTOMER_TOKEN_LIFETIME)
+
+    def get_checkout_token(self) -> ClientToken:
+        """``POST /v4/checkouttoken``: PaySimpleJS's ``auth`` token for the page (5 minutes).
+
+        PaySimple-specific: the checkout page needs it besides the customer token.
+        """
+        result = self._call("POST", "/v4/checkouttoken", json={})
+        expires = datetime.now(timezone.utc) + CHECKOUT_TOKEN_LIFETIME
+        if result.get("Expiration"):
+            try:
+                expires = parse_timestamp(result["Expiration"])
+            except ValueError:
+                pass
+        return ClientToken(token=str(result["JwtToken"]), expires_at=expires)
+
+    # -- webhooks ---------------------------------------------------------------------------
+    def _webhook_secrets(self) -> list[str]:
+        value = self.option("WEBHOOK_SECRET") or ()
+        values = [value] if isinstance(value, str) else list(value)
+        return [str(v) for v in values if v]
+
+    def verify_webhook(self, request: WebhookRequest) -> None:
+        """Hex HMAC-SHA256 of the raw body with the subscription secret, in ``paysimple-hmac-sha256``.
+
+        The scheme carries no timestamp (PaySimple re-sends the same message hourly for 72 hours),
+        so replays are stopped by de-duplicating on ``event_id``.
+        """
+        secrets = self._webhook_secrets()
+        if not secrets:
+            raise WebhookVerificationError("webhook secret not configured")
+        header_name = str(self.option("WEBHOOK_SIGNATURE_HEADER") or DEFAULT_SIGNATURE_HEADER)
+        try:
+            provided = str(request.header(header_name) or "").strip().lower()
+            body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode("utf-8")
+        except Exception:  # a malformed delivery must only ever fail verification
+            raise WebhookVerificationError("malformed delivery") from None
+        if not provided:
+            raise WebhookVerificationError("missing signature")
+        if not _HEX_SHA256.fullmatch(provided):
+            raise WebhookVerificationError("malformed signature")
+        if not any(hmac.compare_digest(webhook_signature(secret, body), provided) for secret in secrets):
+            raise WebhookVerificationError("bad signature")
+
+    def webhook_event_id(self, request: WebhookRequest) -> tuple[str, str]:
+        message = _webhook_message(request)
+        return message["event_id"], str(message.get("event_type") or "")
+
+    def parse_webhook(self, request: WebhookRequest) -> list[NormalizedEvent]:
+        """Translate one message.
+
+        * ``payment_*`` → ``charge.*`` by the payload's ``payment_status``;
+        * ``customer_updated`` → ``customer.updated`` plus ``payment_method.updated`` for every
+          account the customer has now (re-fetched): PaySimple sends no event when its account
+          updater changes a card, so a customer update is the prompt to re-read the accounts;
+        * anything else → ``unknown``.
+        """
+        message = _webhook_message(request)
+        event_type = str(message.get("event_type") or "")
+        data = message.get("data") if isinstance(message.get("data"), dict) else {}
+        common = {
+            "event_id": message["event_id"],
+            "processor_event_type": event_type,
+            "customer_id": str(data.get("customer_id") or ""),
+            "occurred_at": _event_time(message.get("created_at")),
+            "raw": message,
+        }
+        if event_type.startswith("payment_") and data.get("payment_id") is not None:
+            status = str(data.get("payment_status") or "").lower()
+            kind = EVENT_CHARGE_FAILED if event_type == "payment_failed" else _EVENT_STATUS.get(status, EVENT_UNKNOWN)
+            facts = {"payment_status": status, "account_id": str(data.get("account_id") or "")}
+            if data.get("amount") is not None:
+                try:
+                    facts["amount"] = to_cents(data["amount"])
+                except ValueError:
+                    pass
+            return [NormalizedEvent(type=kind, charge_reference=str(data["payment_id"]), data=facts, **common)]
+        if event_type == "customer_updated" and common["customer_id"]:
+            events = [NormalizedEvent(type=EVENT_CUSTOMER_UPDATED, **common)]
+            try:
+                methods = self.list_payment_methods(CustomerRef(id=common["customer_id"]))
+            except NotFoundError:
+                return events
+            if methods:
+                events.append(NormalizedEvent(
+                    type=EVENT_PAYMENT_METHOD_UPDATED, payment_method_ids=tuple(m.method_id for m in methods),
+                    data={"reason": "customer_updated: accounts re-fetched"}, **common))
+            return events
+        return [NormalizedEvent(type=EVENT_UNKNOWN, **common)]
+
+    def _redact(self, text: str) -> str:
+        from .http import redact
+
+        return redact(text, self._secrets())
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------
+
+
+def _int_id(value: Any, what: str) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        raise InvalidRequestError(f"not a PaySimple {what} id", code="invalid_id", processor="paysimple") from None
+
+
+def _address_body(address: AddressData | None) -> dict[str, Any] | None:
+    """A ``BillingAddress``: PaySimple wants street, city and a 5–10 character zip code together."""
+    if address is None or not (address.line1 and address.city and 5 <= len(address.postal_code) <= 10):
+        return None
+    body = {"StreetAddress1": address.line1, "City": address.city, "ZipCode": address.postal_code}
+    if address.line2:
+        body["StreetAddress2"] = address.line2
+    if address.state:
+        body["StateCode"] = address.state.upper()
+    if address.country:
+        body["Country"] = address.country.upper()
+    return body
+
+
+def _last4(masked: Any) -> str:
+    digits = re.sub(r"\D", "", str(masked or ""))
+    return digits[-4:] if len(digits) >= 4 else ""
+
+
+def _expiry(value: Any) -> tuple[int | None, int | None]:
+    match = re.fullmatch(r"\s*(\d{1,2})/(\d{2}|\d{4})\s*", str(value or ""))
+    if not match:
+        return None, None
+    month, year = int(match.group(1)), int(match.group(2))
+    return (month if 1 <= month <= 12 else None), (year + 2000 if year < 100 else year)
+
+
+def _this_month() -> tuple[int, int]:
+    now = datetime.now(timezone.utc)
+    return now.year, now.month
+
+
+def _fingerprint(*parts: Any) -> str:
+    """PaySimple exposes no card fingerprint: derive one from non-secret display data."""
+    material = "|".join(str(p if p is not None else "") for p in ("paysimple", *parts))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def _replace(method: VaultedMethod, **changes: Any) -> VaultedMethod:
+    import dataclasses
+
+    return dataclasses.replace(method, **changes)
+
+
+def _voidable(payment: Mapping[str, Any]) -> bool:
+    until = payment.get("CanVoidUntil")
+    if not until:
+        return False
+    try:
+        return parse_timestamp(until) > datetime.now(timezone.utc)
+    except ValueError:
+        return False
+
+
+def _event_time(value: Any) -> datetime | None:
+    try:
+        return parse_timestamp(value) if value else None
+    except ValueError:
+        return None
+
+
+def _webhook_message(request: WebhookRequest) -> dict[str, Any]:
+    try:
+        message = json.loads(request.body)
+    except (TypeError, ValueError):
+        raise WebhookParseError("body is not JSON") from None
+    if not isinstance(message, dict) or not isinstance(message.get("event_id"), str) or not message["event_id"]:
+        raise WebhookParseError("no event_id")
+    return message
+
+
+__all__ = [
+    "PaySimpleProcessor",
+    "basic_authorization",
+    "customer_account_value",
+    "format_timestamp",
+    "parse_timestamp",
+    "psserver_authorization",
+    "psserver_signature",
+    "to_cents",
+    "to_dollars",
+    "webhook_signature",
+]
+
+
+def _iter_nonempty(values: Iterable[str]) -> list[str]:  # pragma: no cover - kept private
+    return [v for v in values if v]

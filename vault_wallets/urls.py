@@ -1,0 +1,19 @@
+"""Mount with ``path("wallet/", include("vault_wallets.urls"))``.
+
+A shop with several accounts mounts one set per account::
+
+    path("wallet/eu/", include("vault_wallets.urls"), {"vault_account": "eu"}),
+"""
+
+from django.urls import include, path
+
+from .api import views
+from .sandbox.views import SandboxTokenView
+
+app_name = "vault_wallets"
+
+urlpatterns = [
+    path("customer-token/", views.CustomerTokenView.as_view(), name="customer-token"),
+    path("api/", include("vault_wallets.api.urls")),
+    path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
+]

@@ -60,7 +60,8 @@ def _check_account(name: str, config) -> list[checks.CheckMessage]:
     if not (isinstance(klass, type) and issubclass(klass, BaseProcessor)):
         return [checks.Error(f"Account {name!r}: {config['PROCESSOR']} is not a vault_wallets processor.",
                              id="vault_wallets.E012")]
-    options = config.get("OPTIONS") or {}
+    options = config.get("OPTIONS")
+    options = {} if options is None else options
     if not isinstance(options, dict):
         return [checks.Error(f"Account {name!r}: OPTIONS must be a dict.", id="vault_wallets.E013")]
     errors = []

@@ -64,9 +64,15 @@ class Customer(models.Model):
 
     def _check_currency(self):
         self.currency = (self.currency or "").upper()
-        loaded = getattr(self, "_loaded_currency", None)
-        if loaded and self.currency != loaded:
-            raise ValidationError({"currency": f"The customer's currency is {loaded} and cannot be changed."})
+        if not self.currency or self.currency == getattr(self, "_loaded_currency", None) or not self.pk:
+            return
+        stored = Customer.objects.filter(pk=self.pk).values_list("currency", flat=True).first()
+        if stored and stored != self.currency:
+            raise ValidationError({"currency": f"The customer's currency is {stored} and cannot be changed."})
+
+    def refresh_from_db(self, *args, **kwargs):
+        super().refresh_from_db(*args, **kwargs)
+        self._loaded_currency = self.currency
 
     def save(self, *args, **kwargs):
         self._check_currency()

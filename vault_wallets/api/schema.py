@@ -1,13 +1,27 @@
-"""The OpenAPI 3 schema of the shopper API (drf-spectacular), limited to vault_wallets' own views."""
+"""The OpenAPI 3 schema of the shopper API (drf-spectacular).
+
+It describes the mount it is served from (``/wallet/api/schema/`` → the ``/wallet/``
+endpoints) and only vault_wallets' own views, whatever else the shop's URLconf holds.
+"""
+
+from contextvars import ContextVar
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.views import SpectacularAPIView
 
+_mount_prefix: ContextVar[str] = ContextVar("vault_wallets_schema_prefix", default="")
+SCHEMA_SUFFIX = "api/schema/"
+
+
+def _view_module(callback) -> str:
+    return getattr(getattr(callback, "cls", None), "__module__", "") or getattr(callback, "__module__", "")
+
 
 def only_vault_wallets(endpoints, **kwargs):
-    """drf-spectacular preprocessing hook: keep the endpoints whose view is ours."""
-    return [e for e in endpoints if getattr(e[3], "__module__", "").startswith("vault_wallets.")
-            or getattr(getattr(e[3], "cls", None), "__module__", "").startswith("vault_wallets.")]
+    """drf-spectacular preprocessing hook: our views, under the mount the schema was asked from."""
+    prefix = _mount_prefix.get()
+    return [e for e in endpoints
+            if _view_module(e[3]).startswith("vault_wallets.") and e[0].startswith(prefix)]
 
 
 class VaultSchemaView(SpectacularAPIView):
@@ -21,6 +35,14 @@ class VaultSchemaView(SpectacularAPIView):
         "PREPROCESSING_HOOKS": ["vault_wallets.api.schema.only_vault_wallets"],
         "COMPONENT_SPLIT_REQUEST": True,
     }
+
+    def get(self, request, *args, **kwargs):
+        path = request.path
+        token = _mount_prefix.set(path[: -len(SCHEMA_SUFFIX)] if path.endswith(SCHEMA_SUFFIX) else "")
+        try:
+            return super().get(request, *args, **kwargs)
+        finally:
+            _mount_prefix.reset(token)
 
 
 class CustomerTokenScheme(OpenApiAuthenticationExtension):

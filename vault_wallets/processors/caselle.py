@@ -97,12 +97,24 @@ TOKEN_REFRESH_MARGIN = 300.0
 #: Caselle's payment_method_type for a saved method, and the wallet type that charges it.
 PAYMENT_TYPES = {METHOD_CARD: "credit", METHOD_ACH: "ach"}
 WALLET_TYPES = {METHOD_CARD: "wallet_credit", METHOD_ACH: "wallet_ach"}
-METHOD_TYPE_OF = {"credit": METHOD_CARD, "ach": METHOD_ACH, "wallet_credit": METHOD_CARD, "wallet_ach": METHOD_ACH}
+METHOD_TYPE_OF = {
+    "credit": METHOD_CARD,
+    "ach": METHOD_ACH,
+    "wallet_credit": METHOD_CARD,
+    "wallet_ach": METHOD_ACH,
+}
 
 #: The documented fields of a saved method, per payment_method_type (all that may be sent).
 METHOD_FIELDS = {
     "credit": ("fingerprint", "last4", "exp_month", "exp_year", "bin", "card_brand", "holder_name"),
-    "ach": ("fingerprint", "bank_name", "routing_number", "account_number_suffix", "account_type", "holder_name"),
+    "ach": (
+        "fingerprint",
+        "bank_name",
+        "routing_number",
+        "account_number_suffix",
+        "account_type",
+        "holder_name",
+    ),
 }
 REQUIRED_METHOD_FIELDS = {
     "credit": ("fingerprint", "last4", "exp_month", "exp_year"),
@@ -176,12 +188,14 @@ def decode_browser_token(token: str) -> tuple[str, dict[str, Any]]:
     """
 
     def bad(reason: str) -> TemporaryTokenError:
-        return TemporaryTokenError(f"the temporary token is not a Caselle tokenization result ({reason})",
-                                   processor=CaselleProcessor.name)
+        return TemporaryTokenError(
+            f"the temporary token is not a Caselle tokenization result ({reason})",
+            processor=CaselleProcessor.name,
+        )
 
     if not isinstance(token, str) or not token.startswith(BROWSER_TOKEN_PREFIX):
         raise bad("unexpected format")
-    encoded = token[len(BROWSER_TOKEN_PREFIX):]
+    encoded = token[len(BROWSER_TOKEN_PREFIX) :]
     try:
         payload = json.loads(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8"))
     except (ValueError, binascii.Error):
@@ -241,12 +255,21 @@ class ImportItem:
     def payment_method(self) -> dict[str, Any]:
         ptype = PAYMENT_TYPES.get(self.method_type)
         if ptype is None:
-            raise InvalidRequestError(f"unknown method type {self.method_type!r}", processor=CaselleProcessor.name)
+            raise InvalidRequestError(
+                f"unknown method type {self.method_type!r}", processor=CaselleProcessor.name
+            )
         values = {
-            "fingerprint": self.token, "last4": self.last4, "exp_month": self.exp_month,
-            "exp_year": self.exp_year, "bin": self.bin, "card_brand": self.brand, "holder_name": self.holder_name,
-            "bank_name": self.bank_name, "routing_number": self.routing_number,
-            "account_number_suffix": self.account_number_suffix, "account_type": self.account_type,
+            "fingerprint": self.token,
+            "last4": self.last4,
+            "exp_month": self.exp_month,
+            "exp_year": self.exp_year,
+            "bin": self.bin,
+            "card_brand": self.brand,
+            "holder_name": self.holder_name,
+            "bank_name": self.bank_name,
+            "routing_number": self.routing_number,
+            "account_number_suffix": self.account_number_suffix,
+            "account_type": self.account_type,
         }
         details = {k: values[k] for k in METHOD_FIELDS[ptype] if values[k] not in (None, "")}
         return {"payment_method_type": ptype, ptype: details}
@@ -307,11 +330,21 @@ def _odata_string(value: str) -> str:
 def _derived_fingerprint(method_type: str, details: Mapping[str, Any]) -> str:
     """A stable identifier from non-secret display data (Caselle exposes no card identifier)."""
     if method_type == METHOD_ACH:
-        parts = ("ach", details.get("routing_number"), details.get("account_number_suffix"),
-                 details.get("account_type"))
+        parts = (
+            "ach",
+            details.get("routing_number"),
+            details.get("account_number_suffix"),
+            details.get("account_type"),
+        )
     else:
-        parts = ("card", str(details.get("card_brand") or "").upper(), details.get("bin"), details.get("last4"),
-                 details.get("exp_month"), details.get("exp_year"))
+        parts = (
+            "card",
+            str(details.get("card_brand") or "").upper(),
+            details.get("bin"),
+            details.get("last4"),
+            details.get("exp_month"),
+            details.get("exp_year"),
+        )
     if not any(parts[1:]):
         return ""
     return hashlib.sha256("|".join("" if p is None else str(p) for p in parts).encode("utf-8")).hexdigest()
@@ -396,11 +429,17 @@ class CaselleProcessor(BaseProcessor):
         return [str(v) for v in (value or ()) if v]
 
     def _secrets(self) -> list[str]:
-        return [str(self.option("CLIENT_SECRET") or ""), str(self.option("CLIENT_ID") or ""),
-                self._tokens.current, *self._webhook_secrets()]
+        return [
+            str(self.option("CLIENT_SECRET") or ""),
+            str(self.option("CLIENT_ID") or ""),
+            self._tokens.current,
+            *self._webhook_secrets(),
+        ]
 
     def _client(self, base_url: str, idempotency_headers: Iterable[str], headers: Mapping[str, str]):
         timeout = self.option("TIMEOUT", (5, 30))
+        if isinstance(timeout, (int, float)):
+            timeout = (timeout, timeout)
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=base_url,
@@ -416,8 +455,11 @@ class CaselleProcessor(BaseProcessor):
     def http(self) -> ProcessorHTTPClient:
         """The API client (``BASE_URL``); POSTs are retried only with an idempotency key."""
         header = self._idempotency_header
-        return self._client(str(self.option("BASE_URL") or DEFAULT_BASE_URL), (header,) if header else (),
-                            {ACCOUNT_HEADER: self._account_uid})
+        return self._client(
+            str(self.option("BASE_URL") or DEFAULT_BASE_URL),
+            (header,) if header else (),
+            {ACCOUNT_HEADER: self._account_uid},
+        )
 
     @cached_property
     def auth_http(self) -> ProcessorHTTPClient:
@@ -432,7 +474,8 @@ class CaselleProcessor(BaseProcessor):
     # -- authentication ----------------------------------------------------------------
     def _fetch_access_token(self) -> tuple[str, float]:
         response = self.auth_http.request(
-            "POST", "/oauth2/token",
+            "POST",
+            "/oauth2/token",
             data={"grant_type": "client_credentials", "scope": self.option("SCOPE") or DEFAULT_SCOPE},
             auth=(str(self.option("CLIENT_ID") or ""), str(self.option("CLIENT_SECRET") or "")),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -445,10 +488,19 @@ class CaselleProcessor(BaseProcessor):
             text = redact(f"Caselle refused the client credentials ({message or code})", self._secrets())
             raise AuthenticationError(text, code=code, http_status=response.status_code, processor=self.name)
         token, expires_in = body.get("access_token"), body.get("expires_in", 3600)
-        if (not isinstance(token, str) or not token or str(body.get("token_type", "Bearer")).lower() != "bearer"
-                or isinstance(expires_in, bool) or not isinstance(expires_in, (int, float))):
-            raise ProcessorUnavailable("Caselle's token endpoint answered without a bearer token",
-                                       code="bad_response", http_status=response.status_code, processor=self.name)
+        if (
+            not isinstance(token, str)
+            or not token
+            or str(body.get("token_type", "Bearer")).lower() != "bearer"
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, (int, float))
+        ):
+            raise ProcessorUnavailable(
+                "Caselle's token endpoint answered without a bearer token",
+                code="bad_response",
+                http_status=response.status_code,
+                processor=self.name,
+            )
         return token, float(expires_in)
 
     def _json(self, response: requests.Response) -> Any:
@@ -457,11 +509,23 @@ class CaselleProcessor(BaseProcessor):
         try:
             return response.json()
         except ValueError:
-            raise ProcessorUnavailable("Caselle answered with a body that is not JSON", code="bad_response",
-                                       http_status=response.status_code, processor=self.name) from None
+            raise ProcessorUnavailable(
+                "Caselle answered with a body that is not JSON",
+                code="bad_response",
+                http_status=response.status_code,
+                processor=self.name,
+            ) from None
 
-    def _call(self, method: str, route: str, *, path_params: Mapping[str, Any] | None = None,
-              query: Mapping[str, Any] | None = None, json: Any = None, idempotency_key: str = "") -> Any:
+    def _call(
+        self,
+        method: str,
+        route: str,
+        *,
+        path_params: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotency_key: str = "",
+    ) -> Any:
         """One API call with the bearer token; a 401 refreshes the token and repeats it once."""
         headers = {}
         if idempotency_key and self._idempotency_header:
@@ -469,9 +533,14 @@ class CaselleProcessor(BaseProcessor):
         for attempt in (1, 2):
             token = self._tokens.get()
             response = self.http.request(
-                method, route, path_params=path_params, query=query, json=json,
+                method,
+                route,
+                path_params=path_params,
+                query=query,
+                json=json,
                 headers={**headers, "Authorization": f"Bearer {token}"},
-                expect_json=False, allow_statuses=(401,) if attempt == 1 else (),
+                expect_json=False,
+                allow_statuses=(401,) if attempt == 1 else (),
             )
             if response.status_code != 401:
                 return self._json(response)
@@ -486,22 +555,34 @@ class CaselleProcessor(BaseProcessor):
     def _customer(self, body: Mapping[str, Any]) -> ProcessorCustomer:
         uid = body.get("uid")
         if not uid:
-            raise ProcessorUnavailable("Caselle answered without a customer uid", code="bad_response",
-                                       processor=self.name)
-        return ProcessorCustomer(id=str(uid), default_method_id=str(body.get("default_saved_payment_method_uid") or ""),
-                                 raw=_sanitize(body))
+            raise ProcessorUnavailable(
+                "Caselle answered without a customer uid", code="bad_response", processor=self.name
+            )
+        return ProcessorCustomer(
+            id=str(uid),
+            default_method_id=str(body.get("default_saved_payment_method_uid") or ""),
+            raw=_sanitize(body),
+        )
 
     def find_customer(self, reference_id: str) -> ProcessorCustomer | None:
         """The customer with this ``reference_id`` (unique per payment account), if any."""
-        body = self._call("GET", "/api/customers",
-                          query={"$filter": f"reference_id eq {_odata_string(reference_id)}", "$top": 1})
+        body = self._call(
+            "GET",
+            "/api/customers",
+            query={"$filter": f"reference_id eq {_odata_string(reference_id)}", "$top": 1},
+        )
         found = [c for c in _items(body) if c.get("reference_id") == reference_id]
         return self._customer(found[0]) if found else None
 
     def create_customer(self, data: CustomerData) -> ProcessorCustomer:
         try:
-            return self._customer(self._call("POST", "/api/customers",
-                                             json={"reference_id": data.reference_id, **self._customer_fields(data)}))
+            return self._customer(
+                self._call(
+                    "POST",
+                    "/api/customers",
+                    json={"reference_id": data.reference_id, **self._customer_fields(data)},
+                )
+            )
         except InvalidRequestError as exc:
             if exc.http_status != 409:
                 raise
@@ -512,8 +593,14 @@ class CaselleProcessor(BaseProcessor):
             return existing
 
     def update_customer(self, customer: CustomerRef, data: CustomerData) -> ProcessorCustomer:
-        return self._customer(self._call("PUT", "/api/customers/{customer}", path_params={"customer": customer.id},
-                                         json=self._customer_fields(data)))
+        return self._customer(
+            self._call(
+                "PUT",
+                "/api/customers/{customer}",
+                path_params={"customer": customer.id},
+                json=self._customer_fields(data),
+            )
+        )
 
     def delete_customer(self, customer: CustomerRef) -> None:
         self._call("DELETE", "/api/customers/{customer}", path_params={"customer": customer.id})
@@ -526,8 +613,11 @@ class CaselleProcessor(BaseProcessor):
         details = pm.get(PAYMENT_TYPES[method_type]) or {}
         uid = item.get("saved_payment_method_uid") or item.get("uid")
         if not uid:
-            raise ProcessorUnavailable("Caselle answered without a saved_payment_method_uid", code="bad_response",
-                                       processor=self.name)
+            raise ProcessorUnavailable(
+                "Caselle answered without a saved_payment_method_uid",
+                code="bad_response",
+                processor=self.name,
+            )
         return VaultedMethod(
             token=token or str(details.get("fingerprint") or ""),
             method_id=str(uid),
@@ -549,35 +639,49 @@ class CaselleProcessor(BaseProcessor):
     def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
         ptype, details = decode_browser_token(request.temporary_token)
         if METHOD_TYPE_OF[ptype] != request.method_type:
-            raise InvalidRequestError(f"the temporary token holds a {METHOD_TYPE_OF[ptype]} method, "
-                                      f"not a {request.method_type}", code="method_type_mismatch", processor=self.name)
+            raise InvalidRequestError(
+                f"the temporary token holds a {METHOD_TYPE_OF[ptype]} method, not a {request.method_type}",
+                code="method_type_mismatch",
+                processor=self.name,
+            )
         if request.holder_name:
             details["holder_name"] = request.holder_name
         try:
-            saved = self._call("POST", "/api/customers/{customer}/payment-methods",
-                               path_params={"customer": request.customer.id},
-                               json={"payment_method": {"payment_method_type": ptype, ptype: details}},
-                               idempotency_key=request.idempotency_key)
+            saved = self._call(
+                "POST",
+                "/api/customers/{customer}/payment-methods",
+                path_params={"customer": request.customer.id},
+                json={"payment_method": {"payment_method_type": ptype, ptype: details}},
+                idempotency_key=request.idempotency_key,
+            )
         except InvalidRequestError as exc:
             if exc.code in TEMPORARY_TOKEN_CODES:
-                raise TemporaryTokenError(exc.message, code=exc.code, http_status=exc.http_status,
-                                          processor=self.name) from None
+                raise TemporaryTokenError(
+                    exc.message, code=exc.code, http_status=exc.http_status, processor=self.name
+                ) from None
             if exc.code in VERIFICATION_CODES:
-                raise VerificationFailedError(exc.message, code=exc.code, http_status=exc.http_status,
-                                              processor=self.name) from None
+                raise VerificationFailedError(
+                    exc.message, code=exc.code, http_status=exc.http_status, processor=self.name
+                ) from None
             raise
         method = self._method(saved)
         if not method.token:
-            raise ProcessorUnavailable("Caselle saved the method but answered without its permanent token",
-                                       code="bad_response", processor=self.name)
+            raise ProcessorUnavailable(
+                "Caselle saved the method but answered without its permanent token",
+                code="bad_response",
+                processor=self.name,
+            )
         if request.make_default and not method.is_default:
             self.set_default_payment_method(request.customer, method.ref)
             method = replace(method, is_default=True)
         return method
 
     def _saved_methods(self, customer: CustomerRef) -> list[dict[str, Any]]:
-        return _items(self._call("GET", "/api/customers/{customer}/payment-methods",
-                                 path_params={"customer": customer.id}))
+        return _items(
+            self._call(
+                "GET", "/api/customers/{customer}/payment-methods", path_params={"customer": customer.id}
+            )
+        )
 
     def list_payment_methods(self, customer: CustomerRef) -> list[VaultedMethod]:
         """Caselle's list is sanitized: the methods come back without their token (``token == ""``)."""
@@ -590,50 +694,85 @@ class CaselleProcessor(BaseProcessor):
         raise NotFoundError("Caselle has no such saved payment method for this customer", processor=self.name)
 
     def delete_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
-        self._call("DELETE", "/api/customers/{customer}/payment-methods/{method}",
-                   path_params={"customer": customer.id, "method": method.method_id})
+        self._call(
+            "DELETE",
+            "/api/customers/{customer}/payment-methods/{method}",
+            path_params={"customer": customer.id, "method": method.method_id},
+        )
 
     def set_default_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
-        self._call("PUT", "/api/customers/{customer}/default-payment-method", path_params={"customer": customer.id},
-                   json={"saved_payment_method_uid": method.method_id})
+        self._call(
+            "PUT",
+            "/api/customers/{customer}/default-payment-method",
+            path_params={"customer": customer.id},
+            json={"saved_payment_method_uid": method.method_id},
+        )
 
     def import_payment_methods(self, customer: CustomerRef, items: Sequence[ImportItem]) -> ImportResult:
         """Bulk-import existing processor tokens as saved methods of ``customer``."""
         if not items:
             return ImportResult()
-        body = self._call("POST", "/api/saved-payment-methods/import", json={"items": [
-            {"customer_uid": customer.id, "payment_method": item.payment_method()} for item in items]})
+        body = self._call(
+            "POST",
+            "/api/saved-payment-methods/import",
+            json={
+                "items": [
+                    {"customer_uid": customer.id, "payment_method": item.payment_method()} for item in items
+                ]
+            },
+        )
         imported = body.get("imported") if isinstance(body, dict) else None
         failed = body.get("failed") if isinstance(body, dict) else None
         methods = [self._method(entry) for entry in (imported or []) if isinstance(entry, dict)]
-        failures = [ImportFailure(index=int(f.get("index", -1)), code=str(f.get("code") or ""),
-                                  message=redact(str(f.get("message") or ""), self._secrets()))
-                    for f in (failed or []) if isinstance(f, dict)]
+        failures = [
+            ImportFailure(
+                index=int(f.get("index", -1)),
+                code=str(f.get("code") or ""),
+                message=redact(str(f.get("message") or ""), self._secrets()),
+            )
+            for f in (failed or [])
+            if isinstance(f, dict)
+        ]
         return ImportResult(methods=tuple(methods), failures=tuple(failures))
 
     # -- money -------------------------------------------------------------------------
     def _check_amount(self, amount: Any) -> int:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            raise InvalidRequestError("amount must be a positive integer number of cents", code="invalid_amount",
-                                      processor=self.name)
+            raise InvalidRequestError(
+                "amount must be a positive integer number of cents",
+                code="invalid_amount",
+                processor=self.name,
+            )
         return amount
 
     def _default_method(self, customer: CustomerRef) -> MethodRef:
         for method in self.list_payment_methods(customer):
             if method.is_default:
-                return MethodRef(token=method.token or method.method_id, method_id=method.method_id,
-                                 method_type=method.method_type)
-        raise InvalidRequestError("the customer has no default saved payment method at Caselle",
-                                  code="no_default_method", processor=self.name)
+                return MethodRef(
+                    token=method.token or method.method_id,
+                    method_id=method.method_id,
+                    method_type=method.method_type,
+                )
+        raise InvalidRequestError(
+            "the customer has no default saved payment method at Caselle",
+            code="no_default_method",
+            processor=self.name,
+        )
 
-    def _result(self, payment: Mapping[str, Any], status: str | None = None, *, currency: str = "") -> ChargeResult:
+    def _result(
+        self, payment: Mapping[str, Any], status: str | None = None, *, currency: str = ""
+    ) -> ChargeResult:
         status = status or _PAYMENT_STATUSES.get(str(payment.get("status") or ""), CHARGE_FAILED)
         amount = int(payment.get("base_amount") or 0)
         captured = status in (CHARGE_CAPTURED, CHARGE_REFUNDED)
         return ChargeResult(
-            reference=str(payment.get("uid") or ""), status=status, amount=amount,
-            currency=str(payment.get("currency") or currency), amount_captured=amount if captured else 0,
-            amount_refunded=int(payment.get("refunded_amount") or 0), raw=_sanitize(payment),
+            reference=str(payment.get("uid") or ""),
+            status=status,
+            amount=amount,
+            currency=str(payment.get("currency") or currency),
+            amount_captured=amount if captured else 0,
+            amount_refunded=int(payment.get("refunded_amount") or 0),
+            raw=_sanitize(payment),
         )
 
     def _refused(self, exc: InvalidRequestError, reference: str, amount: int, currency: str) -> ChargeResult:
@@ -644,9 +783,15 @@ class CaselleProcessor(BaseProcessor):
             status = CHARGE_FAILED
         else:
             raise exc
-        return ChargeResult(reference=reference, status=status, amount=amount, currency=currency,
-                            failure_code=exc.code, failure_message=exc.message,
-                            raw={"code": exc.code, "http_status": exc.http_status})
+        return ChargeResult(
+            reference=reference,
+            status=status,
+            amount=amount,
+            currency=currency,
+            failure_code=exc.code,
+            failure_message=exc.message,
+            raw={"code": exc.code, "http_status": exc.http_status},
+        )
 
     def charge(self, request: ChargeRequest) -> ChargeResult:
         amount = self._check_amount(request.amount)
@@ -658,62 +803,101 @@ class CaselleProcessor(BaseProcessor):
             "tax_amount": 0,
             "currency": currency,
             "reference_id": request.reference or key or uuid.uuid4().hex,
-            "payment_method": {"payment_method_type": WALLET_TYPES.get(method.method_type, "wallet_credit"),
-                               "wallet": {"saved_payment_method_uid": method.method_id}},
+            "payment_method": {
+                "payment_method_type": WALLET_TYPES.get(method.method_type, "wallet_credit"),
+                "wallet": {"saved_payment_method_uid": method.method_id},
+            },
         }
         try:  # phase 1: validate (fee quote)
-            payment = self._call("POST", "/api/payments", json=body, idempotency_key=key and f"{key}-validate")
+            payment = self._call(
+                "POST", "/api/payments", json=body, idempotency_key=key and f"{key}-validate"
+            )
         except InvalidRequestError as exc:
             return self._refused(exc, "", amount, currency)
         if not payment.get("uid"):
-            raise ProcessorUnavailable("Caselle answered without a payment uid", code="bad_response",
-                                       processor=self.name)
+            raise ProcessorUnavailable(
+                "Caselle answered without a payment uid", code="bad_response", processor=self.name
+            )
         validated = {**body, **payment}
         if not request.capture:
             return self._result(validated, CHARGE_AUTHORIZED)
         return self._capture(validated, body["payment_method"], key and f"{key}-capture")
 
-    def _capture(self, payment: Mapping[str, Any], payment_method: Mapping[str, Any], key: str) -> ChargeResult:
+    def _capture(
+        self, payment: Mapping[str, Any], payment_method: Mapping[str, Any], key: str
+    ) -> ChargeResult:
         """Phase 2: capture, repeating exactly the validated amounts and method."""
-        body = {k: payment[k] for k in ("base_amount", "tax_amount", "processing_fee_amount", "currency",
-                                        "reference_id") if k in payment}
+        body = {
+            k: payment[k]
+            for k in ("base_amount", "tax_amount", "processing_fee_amount", "currency", "reference_id")
+            if k in payment
+        }
         body["payment_method"] = payment_method
         try:
-            captured = self._call("POST", "/api/payments/{payment}/capture", path_params={"payment": payment["uid"]},
-                                  json=body, idempotency_key=key)
+            captured = self._call(
+                "POST",
+                "/api/payments/{payment}/capture",
+                path_params={"payment": payment["uid"]},
+                json=body,
+                idempotency_key=key,
+            )
         except InvalidRequestError as exc:
-            return self._refused(exc, str(payment["uid"]), int(payment.get("base_amount") or 0),
-                                 str(payment.get("currency") or ""))
+            return self._refused(
+                exc,
+                str(payment["uid"]),
+                int(payment.get("base_amount") or 0),
+                str(payment.get("currency") or ""),
+            )
         return self._result({**payment, **captured}, CHARGE_CAPTURED)
 
     def _payment(self, reference: str) -> dict[str, Any]:
         return self._call("GET", "/api/payments/{payment}", path_params={"payment": reference})
 
-    def capture(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+    def capture(
+        self, reference: str, amount: int | None = None, *, idempotency_key: str = ""
+    ) -> ChargeResult:
         payment = self._payment(reference)
         if _PAYMENT_STATUSES.get(str(payment.get("status"))) == CHARGE_CAPTURED:
             return self._result(payment)  # already captured (e.g. a retry after a lost answer)
         if amount is not None and amount != payment.get("base_amount"):
-            raise InvalidRequestError("Caselle captures exactly the validated amount; validate a new payment "
-                                      "for a different amount", code="partial_capture_unsupported",
-                                      processor=self.name)
+            raise InvalidRequestError(
+                "Caselle captures exactly the validated amount; validate a new payment "
+                "for a different amount",
+                code="partial_capture_unsupported",
+                processor=self.name,
+            )
         echo = payment.get("payment_method") or {}
         wallet = echo.get("wallet") or {}
-        if echo.get("payment_method_type") not in WALLET_TYPES.values() or not wallet.get("saved_payment_method_uid"):
-            raise InvalidRequestError("only wallet payments can be captured from their reference",
-                                      code="not_a_wallet_payment", processor=self.name)
-        method = {"payment_method_type": echo["payment_method_type"],
-                  "wallet": {"saved_payment_method_uid": wallet["saved_payment_method_uid"]}}
+        if echo.get("payment_method_type") not in WALLET_TYPES.values() or not wallet.get(
+            "saved_payment_method_uid"
+        ):
+            raise InvalidRequestError(
+                "only wallet payments can be captured from their reference",
+                code="not_a_wallet_payment",
+                processor=self.name,
+            )
+        method = {
+            "payment_method_type": echo["payment_method_type"],
+            "wallet": {"saved_payment_method_uid": wallet["saved_payment_method_uid"]},
+        }
         return self._capture(payment, method, idempotency_key)
 
     def void(self, reference: str, *, idempotency_key: str = "") -> ChargeResult:
-        raise UnsupportedOperation("Caselle has no operation to cancel a validated payment; a validation is a "
-                                   "fee quote and is simply never captured", processor=self.name)
+        raise UnsupportedOperation(
+            "Caselle has no operation to cancel a validated payment; a validation is a "
+            "fee quote and is simply never captured",
+            processor=self.name,
+        )
 
     def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
         body = {} if amount is None else {"amount": self._check_amount(amount)}
-        payment = self._call("POST", "/api/payments/{payment}/refund", path_params={"payment": reference},
-                             json=body, idempotency_key=idempotency_key)
+        payment = self._call(
+            "POST",
+            "/api/payments/{payment}/refund",
+            path_params={"payment": reference},
+            json=body,
+            idempotency_key=idempotency_key,
+        )
         return self._result(payment, CHARGE_REFUNDED)
 
     # -- webhooks ----------------------------------------------------------------------
@@ -722,8 +906,9 @@ class CaselleProcessor(BaseProcessor):
         body = self._call("GET", "/api/webhooks/secret")
         secret = body.get("secret") if isinstance(body, dict) else None
         if not isinstance(secret, str) or not secret:
-            raise ProcessorUnavailable("Caselle answered without a webhook secret", code="bad_response",
-                                       processor=self.name)
+            raise ProcessorUnavailable(
+                "Caselle answered without a webhook secret", code="bad_response", processor=self.name
+            )
         return secret
 
     @staticmethod
@@ -746,7 +931,7 @@ class CaselleProcessor(BaseProcessor):
         if not provided:
             raise WebhookVerificationError("missing signature")
         if provided.lower().startswith("sha256="):
-            provided = provided[len("sha256="):]
+            provided = provided[len("sha256=") :]
         provided = provided.lower()
         if not _HEX_SIGNATURE.match(provided):
             raise WebhookVerificationError("malformed signature")
@@ -757,8 +942,10 @@ class CaselleProcessor(BaseProcessor):
         if not isinstance(request.body, (bytes, bytearray)):
             raise WebhookVerificationError("body is not bytes")
         signed = str(timestamp).encode("ascii") + b"." + bytes(request.body)
-        if not any(hmac.compare_digest(hmac.new(s.encode("utf-8"), signed, hashlib.sha256).hexdigest(), provided)
-                   for s in secrets):
+        if not any(
+            hmac.compare_digest(hmac.new(s.encode("utf-8"), signed, hashlib.sha256).hexdigest(), provided)
+            for s in secrets
+        ):
             raise WebhookVerificationError("bad signature")
         now = (request.received_at or datetime.now(timezone.utc)).timestamp()
         if abs(now - timestamp) > self._webhook_tolerance:
@@ -776,24 +963,55 @@ class CaselleProcessor(BaseProcessor):
         event_id, event_type = self.webhook_event_id(request)
         data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
         timestamp = payload.get("timestamp")
-        occurred = (datetime.fromtimestamp(timestamp, timezone.utc)
-                    if isinstance(timestamp, int) and not isinstance(timestamp, bool) else None)
-        common = {"event_id": event_id, "processor_event_type": event_type, "occurred_at": occurred,
-                  "raw": _sanitize(payload)}
+        occurred = (
+            datetime.fromtimestamp(timestamp, timezone.utc)
+            if isinstance(timestamp, int) and not isinstance(timestamp, bool)
+            else None
+        )
+        common = {
+            "event_id": event_id,
+            "processor_event_type": event_type,
+            "occurred_at": occurred,
+            "raw": _sanitize(payload),
+        }
         if event_type == "provider.noc":
             ids = tuple(str(i) for i in data.get("saved_payment_method_ids") or () if i)
             closed = data.get("change_type") == "account_closed"
-            return [NormalizedEvent(type=EVENT_PAYMENT_METHOD_CLOSED if closed else EVENT_PAYMENT_METHOD_UPDATED,
-                                    customer_id=str(data.get("customer_uid") or ""), payment_method_ids=ids,
-                                    data={"change_type": str(data.get("change_type") or "")}, **common)]
+            return [
+                NormalizedEvent(
+                    type=EVENT_PAYMENT_METHOD_CLOSED if closed else EVENT_PAYMENT_METHOD_UPDATED,
+                    customer_id=str(data.get("customer_uid") or ""),
+                    payment_method_ids=ids,
+                    data={"change_type": str(data.get("change_type") or "")},
+                    **common,
+                )
+            ]
         if event_type in _EVENT_TYPES:
             payment = data.get("payment") if isinstance(data.get("payment"), dict) else {}
             reference = data.get("payment_uid") or data.get("uid") or payment.get("uid") or ""
-            facts = {k: data[k] for k in ("status", "base_amount", "total_amount", "refunded_amount", "reference_id",
-                                          "code", "message") if k in data}
+            facts = {
+                k: data[k]
+                for k in (
+                    "status",
+                    "base_amount",
+                    "total_amount",
+                    "refunded_amount",
+                    "reference_id",
+                    "code",
+                    "message",
+                )
+                if k in data
+            }
             if event_type.startswith("provider."):
                 facts["reason"] = event_type.split(".", 1)[1]
-            return [NormalizedEvent(type=_EVENT_TYPES[event_type], charge_reference=str(reference),
-                                    customer_id=str(data.get("customer_uid") or ""), data=facts, **common)]
+            return [
+                NormalizedEvent(
+                    type=_EVENT_TYPES[event_type],
+                    charge_reference=str(reference),
+                    customer_id=str(data.get("customer_uid") or ""),
+                    data=facts,
+                    **common,
+                )
+            ]
         # checkout_session.* (hosted sessions, not used here), provider.chargeback, anything new.
         return [NormalizedEvent(type=EVENT_UNKNOWN, **common)]

@@ -20,12 +20,13 @@ Authentication (``AUTH_SCHEME``):
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from functools import cached_property
@@ -72,7 +73,7 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from .http import ProcessorHTTPClient
+from .http import ProcessorHTTPClient, redact
 
 logger = logging.getLogger("vault_wallets.processors.paysimple")
 
@@ -454,7 +455,8 @@ class PaySimpleProcessor(BaseProcessor):
         kind = "ach" if method.method_type == METHOD_ACH else "creditcard"
         try:
             self._account(customer, method)
-            self._call("DELETE", f"/v4/account/{kind}/{{account_id}}", params={"account_id": method.method_id})
+            self._call("DELETE", f"/v4/account/{kind}/{{account_id}}",
+                       params={"account_id": method.method_id})
         except NotFoundError:
             pass  # already gone
 
@@ -509,7 +511,10 @@ class PaySimpleProcessor(BaseProcessor):
             earlier = self._payment_with_order_id(request.customer, key)
             if earlier is not None:
                 return self._charge_result(earlier)
-        account_id = request.method.method_id if request.method else self._default_account_id(request.customer)
+        if request.method is not None:
+            account_id = request.method.method_id
+        else:
+            account_id = self._default_account_id(request.customer)
         body: dict[str, Any] = {"AccountId": _int_id(account_id, "account"),
                                 "Amount": float(to_dollars(request.amount))}
         if key or request.reference:
@@ -526,14 +531,18 @@ class PaySimpleProcessor(BaseProcessor):
             query={"pagesize": RECENT_PAYMENTS, "sortby": "PaymentId", "direction": "DESC"},
         )
         for payment in payments or ():
-            if isinstance(payment, dict) and payment.get("OrderId") == order_id and payment.get("Amount", 0) > 0:
+            # A refund's credit transaction carries the same OrderId with a negative amount.
+            if not isinstance(payment, dict) or payment.get("OrderId") != order_id:
+                continue
+            if (payment.get("Amount") or 0) > 0:
                 return payment
         return None
 
     def _default_account_id(self, customer: CustomerRef) -> str:
-        for route in ("/v4/customer/{customer_id}/defaultcreditcard", "/v4/customer/{customer_id}/defaultach"):
+        for kind in ("defaultcreditcard", "defaultach"):
             try:
-                account = self._call("GET", route, params={"customer_id": customer.id})
+                account = self._call("GET", f"/v4/customer/{{customer_id}}/{kind}",
+                                     params={"customer_id": customer.id})
             except NotFoundError:
                 continue
             if account and account.get("Id"):
@@ -541,7 +550,8 @@ class PaySimpleProcessor(BaseProcessor):
         raise InvalidRequestError("the customer has no default payment account at PaySimple",
                                   code="no_default_method", processor=self.name)
 
-    def capture(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+    def capture(self, reference: str, amount: int | None = None, *,
+                idempotency_key: str = "") -> ChargeResult:
         raise UnsupportedOperation("PaySimple API v4 payments are captured when made", processor=self.name)
 
     def void(self, reference: str, *, idempotency_key: str = "") -> ChargeResult:
@@ -589,7 +599,8 @@ class PaySimpleProcessor(BaseProcessor):
         state = _status_key(payment.get("Status"))
         if not status:
             if state in _FAILED_STATUSES:
-                status = CHARGE_DECLINED if failure.get("IsDecline") or payment.get("IsDecline") else CHARGE_FAILED
+                declined = failure.get("IsDecline") or payment.get("IsDecline")
+                status = CHARGE_DECLINED if declined else CHARGE_FAILED
             elif state == "voided":
                 status = CHARGE_VOIDED
             elif state in _REFUNDED_STATUSES:
@@ -599,6 +610,7 @@ class PaySimpleProcessor(BaseProcessor):
             else:
                 raise ProcessorUnavailable("PaySimple answered with an unknown payment status",
                                            code="bad_response", processor=self.name)
+        unsuccessful = status in (CHARGE_DECLINED, CHARGE_FAILED)
         return ChargeResult(
             reference=str(payment["Id"]),
             status=status,
@@ -606,9 +618,8 @@ class PaySimpleProcessor(BaseProcessor):
             currency="USD",
             amount_captured=amount if status in (CHARGE_CAPTURED, CHARGE_REFUNDED) else 0,
             amount_refunded=amount if status == CHARGE_REFUNDED else 0,
-            failure_code=str(failure.get("Code") or "") if status in (CHARGE_DECLINED, CHARGE_FAILED) else "",
-            failure_message=str(failure.get("Description") or "") if status in (CHARGE_DECLINED, CHARGE_FAILED)
-            else "",
+            failure_code=str(failure.get("Code") or "") if unsuccessful else "",
+            failure_message=str(failure.get("Description") or "") if unsuccessful else "",
             raw={k: v for k, v in payment.items() if k not in _RAW_PAYMENT_DROP},
         )
 
@@ -651,7 +662,7 @@ class PaySimpleProcessor(BaseProcessor):
         header_name = str(self.option("WEBHOOK_SIGNATURE_HEADER") or DEFAULT_SIGNATURE_HEADER)
         try:
             provided = str(request.header(header_name) or "").strip().lower()
-            body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode("utf-8")
+            body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
         except Exception:  # a malformed delivery must only ever fail verification
             raise WebhookVerificationError("malformed delivery") from None
         if not provided:
@@ -686,14 +697,17 @@ class PaySimpleProcessor(BaseProcessor):
         }
         if event_type.startswith("payment_") and data.get("payment_id") is not None:
             status = str(data.get("payment_status") or "").lower()
-            kind = EVENT_CHARGE_FAILED if event_type == "payment_failed" else _EVENT_STATUS.get(status, EVENT_UNKNOWN)
+            kind = _EVENT_STATUS.get(status, EVENT_UNKNOWN)
+            if event_type == "payment_failed":
+                kind = EVENT_CHARGE_FAILED
             facts = {"payment_status": status, "account_id": str(data.get("account_id") or "")}
             if data.get("amount") is not None:
                 try:
                     facts["amount"] = to_cents(data["amount"])
                 except ValueError:
                     pass
-            return [NormalizedEvent(type=kind, charge_reference=str(data["payment_id"]), data=facts, **common)]
+            reference = str(data["payment_id"])
+            return [NormalizedEvent(type=kind, charge_reference=reference, data=facts, **common)]
         if event_type == "customer_updated" and common["customer_id"]:
             events = [NormalizedEvent(type=EVENT_CUSTOMER_UPDATED, **common)]
             try:
@@ -708,8 +722,6 @@ class PaySimpleProcessor(BaseProcessor):
         return [NormalizedEvent(type=EVENT_UNKNOWN, **common)]
 
     def _redact(self, text: str) -> str:
-        from .http import redact
-
         return redact(text, self._secrets())
 
 
@@ -722,7 +734,8 @@ def _int_id(value: Any, what: str) -> int:
     try:
         return int(str(value))
     except ValueError:
-        raise InvalidRequestError(f"not a PaySimple {what} id", code="invalid_id", processor="paysimple") from None
+        raise InvalidRequestError(f"not a PaySimple {what} id", code="invalid_id",
+                                  processor=PaySimpleProcessor.name) from None
 
 
 def _address_body(address: AddressData | None) -> dict[str, Any] | None:
@@ -764,8 +777,6 @@ def _fingerprint(*parts: Any) -> str:
 
 
 def _replace(method: VaultedMethod, **changes: Any) -> VaultedMethod:
-    import dataclasses
-
     return dataclasses.replace(method, **changes)
 
 
@@ -791,7 +802,8 @@ def _webhook_message(request: WebhookRequest) -> dict[str, Any]:
         message = json.loads(request.body)
     except (TypeError, ValueError):
         raise WebhookParseError("body is not JSON") from None
-    if not isinstance(message, dict) or not isinstance(message.get("event_id"), str) or not message["event_id"]:
+    event_id = message.get("event_id") if isinstance(message, dict) else None
+    if not event_id or not isinstance(event_id, str):
         raise WebhookParseError("no event_id")
     return message
 
@@ -808,7 +820,3 @@ __all__ = [
     "to_dollars",
     "webhook_signature",
 ]
-
-
-def _iter_nonempty(values: Iterable[str]) -> list[str]:  # pragma: no cover - kept private
-    return [v for v in values if v]

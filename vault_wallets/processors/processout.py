@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -187,6 +189,35 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
+class _RedactUrllib3Paths(logging.Filter):
+    """urllib3's DEBUG lines print the filled-in URL (``/customers/cust_…/tokens/tok_…``): keep the host only.
+
+    ``http.py`` logs route templates, but urllib3 logs on its own loggers; ProcessOut puts customer
+    and token ids in every path, so those lines would leak them at DEBUG level.
+    """
+
+    _ABSOLUTE = re.compile(r"(https?://[^/\s'\"]+)/[^\s'\"]*")
+    _RELATIVE = re.compile(r"(?<=[\s'\"])/[^\s'\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        message = self._RELATIVE.sub("/[path]", self._ABSOLUTE.sub(r"\1/[path]", message))
+        record.msg, record.args = message, ()
+        return True
+
+
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry")
+_filter_lock = threading.Lock()
+
+
+def _install_urllib3_redaction() -> None:
+    with _filter_lock:
+        for name in _URLLIB3_LOGGERS:
+            logger = logging.getLogger(name)
+            if not any(isinstance(f, _RedactUrllib3Paths) for f in logger.filters):
+                logger.addFilter(_RedactUrllib3Paths())
+
+
 _EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 #: Transaction events (documented) → normalized types.  Voids have no normalized type.
@@ -213,7 +244,7 @@ class ProcessOutProcessor(BaseProcessor):
         problems = super().check_options()
         overrides = self.option("EVENT_TYPES") or {}
         if not isinstance(overrides, Mapping):
-            problems.append("OPTIONS['EVENT_TYPES'] must map ProcessOut event names to vault_wallets event types")
+            problems.append("OPTIONS['EVENT_TYPES'] must map ProcessOut event names to event types")
         else:
             problems += [f"OPTIONS['EVENT_TYPES'][{name!r}] is not one of {EVENT_TYPES}"
                          for name, kind in overrides.items() if kind not in EVENT_TYPES]
@@ -235,6 +266,7 @@ class ProcessOutProcessor(BaseProcessor):
 
     @cached_property
     def client(self) -> ProcessorHTTPClient:
+        _install_urllib3_redaction()
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=self.option("BASE_URL") or DEFAULT_BASE_URL,
@@ -353,8 +385,8 @@ class ProcessOutProcessor(BaseProcessor):
         if request.label:
             payload["metadata"] = {"label": request.label}
         try:
-            body = self._call("POST", "/customers/{customer}/tokens", path_params={"customer": request.customer.id},
-                              json=payload, key=request.idempotency_key)
+            body = self._call("POST", "/customers/{customer}/tokens", json=payload,
+                              path_params={"customer": request.customer.id}, key=request.idempotency_key)
         except InvalidRequestError as exc:
             if exc.code.startswith("request.source"):
                 raise TemporaryTokenError(exc.message, code=exc.code, http_status=exc.http_status,
@@ -411,7 +443,8 @@ class ProcessOutProcessor(BaseProcessor):
             exp_month=_as_int(card.get("exp_month")),
             exp_year=_as_int(card.get("exp_year")),
             holder_name=str(card.get("name") or ""),
-            verification_status=verification if verification in VERIFICATION_STATUSES else VERIFICATION_UNKNOWN,
+            verification_status=(verification if verification in VERIFICATION_STATUSES
+                                 else VERIFICATION_UNKNOWN),
             status=_token_status(token),
             is_default=bool(token.get("is_default")),
             raw=raw,
@@ -437,7 +470,8 @@ class ProcessOutProcessor(BaseProcessor):
         return self._pay(invoice_id, action, {"source": source}, f"{key}:{action}" if key else "",
                          request.amount, request.currency.upper())
 
-    def capture(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
+    def capture(self, reference: str, amount: int | None = None, *,
+                idempotency_key: str = "") -> ChargeResult:
         transaction = self._invoice_transaction(reference)
         currency = str(transaction.get("currency") or "")
         payload: dict[str, Any] = {}
@@ -456,8 +490,9 @@ class ProcessOutProcessor(BaseProcessor):
     def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
         transaction = self._invoice_transaction(reference)
         currency = str(transaction.get("currency") or "")
-        value = amount if amount is not None else to_minor_units(transaction.get("available_amount"), currency)
-        payload: dict[str, Any] = {"amount": to_decimal_amount(value, currency)}
+        if amount is None:
+            amount = to_minor_units(transaction.get("available_amount"), currency)
+        payload: dict[str, Any] = {"amount": to_decimal_amount(amount, currency)}
         if self.option("REFUND_REASON"):
             payload["reason"] = str(self.option("REFUND_REASON"))
         path = {"transaction": transaction.get("id") or ""}
@@ -482,7 +517,8 @@ class ProcessOutProcessor(BaseProcessor):
             if status is None:
                 raise
             return ChargeResult(reference=invoice_id, status=status, amount=amount, currency=currency,
-                                failure_code=exc.code, failure_message=exc.message, raw={"error_type": exc.code})
+                                failure_code=exc.code, failure_message=exc.message,
+                                raw={"error_type": exc.code})
         transaction = self._object(body, "transaction")
         action_required = body.get("customer_action")
         if isinstance(action_required, Mapping) and not transaction.get("authorized"):
@@ -567,24 +603,23 @@ class ProcessOutProcessor(BaseProcessor):
         fields: dict[str, Any] = {}
         raw_data: dict[str, Any] = {}
         if transaction is not None:
-            currency = str(transaction.get("currency") or "")
-            status, code, _message = _transaction_outcome(transaction)
+            result = self._result(str(transaction.get("invoice_id") or ""), transaction)
             kind = TRANSACTION_EVENTS.get(name, EVENT_UNKNOWN)
-            fields = {"charge_reference": str(transaction.get("invoice_id") or ""),
+            fields = {"charge_reference": result.reference,
                       "customer_id": str(transaction.get("customer_id") or ""),
-                      "data": {"status": status, "currency": currency, "failure_code": code,
-                               "amount": to_minor_units(transaction.get("amount"), currency),
-                               "amount_captured": to_minor_units(transaction.get("captured_amount"), currency),
-                               "amount_refunded": to_minor_units(transaction.get("refunded_amount"), currency)}}
-            raw_data = {"transaction": _transaction_raw(transaction)}
+                      "data": {"status": result.status, "currency": result.currency,
+                               "failure_code": result.failure_code, "amount": result.amount,
+                               "amount_captured": result.amount_captured,
+                               "amount_refunded": result.amount_refunded}}
+            raw_data = {"transaction": result.raw}
         elif token is not None:
             method = self._method(token)
             kind = _token_event_type(name, method)
             fields = {"payment_method_ids": (method.method_id,) if method.method_id else (),
                       "customer_id": str(token.get("customer_id") or ""),
                       "data": {"verification_status": method.verification_status, "status": method.status,
-                               "last4": method.last4, "exp_month": method.exp_month, "exp_year": method.exp_year,
-                               "brand": method.brand}}
+                               "last4": method.last4, "exp_month": method.exp_month,
+                               "exp_year": method.exp_year, "brand": method.brand}}
             raw_data = {"token": _token_raw(token)}
         else:
             kind = EVENT_UNKNOWN

@@ -208,6 +208,18 @@ class SandboxProcessor(BaseProcessor):
             event_id, datetime.fromtimestamp(ts, tz=timezone.utc), body.decode("utf-8"))
         return {"webhook-id": event_id, "webhook-timestamp": str(ts), "webhook-signature": signature}
 
+    def make_webhook(self, event_type: str, data: dict, *, event_id: str = "",
+                     timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+        """A signed delivery of a sandbox event, as the sandbox "server" would POST it."""
+        import secrets
+
+        event_id = event_id or f"evt_sbx_{secrets.token_urlsafe(12)}"
+        body = json.dumps({"id": event_id, "type": event_type, "created_at": datetime.now(timezone.utc).isoformat(),
+                           "account": self.account, "data": data}, separators=(",", ":")).encode()
+        headers = self.sign_webhook(event_id, body, timestamp)
+        headers["content-type"] = "application/json"
+        return headers, body
+
     def verify_webhook(self, request: WebhookRequest) -> None:
         from standardwebhooks.webhooks import Webhook
         from standardwebhooks.webhooks import WebhookVerificationError as StdError

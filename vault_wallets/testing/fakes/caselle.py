@@ -23,6 +23,7 @@ import json
 import re
 import secrets
 import time
+from collections import deque
 from typing import Any
 
 from vault_wallets.processors.caselle import DEFAULT_SCOPE, encode_browser_token
@@ -81,7 +82,9 @@ def _check(data: Any, schema: dict[str, tuple[Any, bool]], where: str = "body") 
         raise _Invalid(f"{where} must be a JSON object")
     unknown = sorted(set(data) - set(schema))
     if unknown:
-        raise _Invalid(f"unknown propert{'y' if len(unknown) == 1 else 'ies'} in {where}: {', '.join(unknown)}")
+        raise _Invalid(
+            f"unknown propert{'y' if len(unknown) == 1 else 'ies'} in {where}: {', '.join(unknown)}"
+        )
     for name, (kind, required) in schema.items():
         if name not in data or data[name] is None:
             if required:
@@ -99,15 +102,33 @@ def _check(data: Any, schema: dict[str, tuple[Any, bool]], where: str = "body") 
 
 _CUSTOMER = {"reference_id": (str, True), "name": (str, False), "email": (str, False)}
 _CUSTOMER_UPDATE = {"name": (str, False), "email": (str, False)}
-_CREDIT = {"fingerprint": (str, True), "last4": (str, True), "exp_month": (int, True), "exp_year": (int, True),
-           "bin": (str, False), "card_brand": (str, False), "holder_name": (str, False)}
-_ACH = {"fingerprint": (str, True), "bank_name": (str, False), "routing_number": (str, True),
-        "account_number_suffix": (str, True), "account_type": (str, True), "holder_name": (str, False)}
+_CREDIT = {
+    "fingerprint": (str, True),
+    "last4": (str, True),
+    "exp_month": (int, True),
+    "exp_year": (int, True),
+    "bin": (str, False),
+    "card_brand": (str, False),
+    "holder_name": (str, False),
+}
+_ACH = {
+    "fingerprint": (str, True),
+    "bank_name": (str, False),
+    "routing_number": (str, True),
+    "account_number_suffix": (str, True),
+    "account_type": (str, True),
+    "holder_name": (str, False),
+}
 _SAVED_METHOD = {"payment_method_type": (str, True), "credit": (_CREDIT, False), "ach": (_ACH, False)}
 _WALLET = {"saved_payment_method_uid": (str, True)}
 _PAYMENT_METHOD = {**_SAVED_METHOD, "wallet": (_WALLET, False)}
-_PAYMENT = {"base_amount": (int, True), "tax_amount": (int, False), "currency": (str, True),
-            "reference_id": (str, True), "payment_method": (_PAYMENT_METHOD, True)}
+_PAYMENT = {
+    "base_amount": (int, True),
+    "tax_amount": (int, False),
+    "currency": (str, True),
+    "reference_id": (str, True),
+    "payment_method": (_PAYMENT_METHOD, True),
+}
 _CAPTURE = {**_PAYMENT, "processing_fee_amount": (int, True)}
 
 
@@ -126,9 +147,16 @@ class CaselleFake(FakeServer):
     ACH_FEE = 95  # flat
     PROXY_TOKEN_TTL = 15 * 60
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, client_id: str | None = None,
-                 client_secret: str | None = None, payment_account_uid: str | None = None,
-                 webhook_secret: str | None = None):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        payment_account_uid: str | None = None,
+        webhook_secret: str | None = None,
+    ):
         self.client_id = client_id or self.CLIENT_ID
         self.client_secret = client_secret or self.CLIENT_SECRET
         self.payment_account_uid = payment_account_uid or self.PAYMENT_ACCOUNT_UID
@@ -140,8 +168,9 @@ class CaselleFake(FakeServer):
         with self.lock:
             self.token_ttl = 3600
             self.access_tokens: dict[str, float] = {}  # token → expiry (epoch seconds)
-            self.token_requests: list[FakeRequest] = []
-            self.received: list[FakeRequest] = []
+            # The most recent requests, for tests to inspect (bounded for long standalone runs).
+            self.token_requests: deque[FakeRequest] = deque(maxlen=200)
+            self.received: deque[FakeRequest] = deque(maxlen=1000)
             self.customers: dict[str, dict[str, Any]] = {}
             self.proxy_tokens: dict[str, dict[str, Any]] = {}
             self.saved_methods: dict[str, dict[str, Any]] = {}
@@ -151,8 +180,15 @@ class CaselleFake(FakeServer):
     # -- the processor's own shapes ------------------------------------------------------
     def error(self, status: int, message: str, code: str = "") -> FakeResponse:
         code = "validation_error" if code in ("", "invalid_request") else code
-        return json_response({"code": code, "message": message, "recoverable": code in ("card_declined",),
-                              "request_id": _uid("req")}, status)
+        return json_response(
+            {
+                "code": code,
+                "message": message,
+                "recoverable": code in ("card_declined",),
+                "request_id": _uid("req"),
+            },
+            status,
+        )
 
     def handle(self, request: FakeRequest) -> FakeResponse:
         with self.lock:
@@ -178,22 +214,34 @@ class CaselleFake(FakeServer):
         return None
 
     # -- browser tokenization ------------------------------------------------------------
-    def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
-                      holder_name: str = "") -> str:
+    def tokenize_card(
+        self, number: str, exp_month: int, exp_year: int, cvc: str = "", holder_name: str = ""
+    ) -> str:
         """What Caselle's payment SDK does: proxynize the card, return the browser token."""
         if not number.isdigit() or not 12 <= len(number) <= 19 or not _luhn_ok(number):
             raise ValueError("invalid card number")
         if not 1 <= exp_month <= 12 or not 2000 <= exp_year <= 2100:
             raise ValueError("invalid expiry")
         behaviour = TEST_CARDS.get(number, "ok")
-        card = {"last4": number[-4:], "bin": number[:6], "exp_month": exp_month, "exp_year": exp_year,
-                "card_brand": _brand(number),
-                "card_id": hashlib.sha256(f"caselle-fake|{number}".encode()).hexdigest()[:24]}
+        card = {
+            "last4": number[-4:],
+            "bin": number[:6],
+            "exp_month": exp_month,
+            "exp_year": exp_year,
+            "card_brand": _brand(number),
+            "card_id": hashlib.sha256(f"caselle-fake|{number}".encode()).hexdigest()[:24],
+        }
         proxy = self._proxynize("credit", card, behaviour)
         return encode_browser_token("credit", {"fingerprint": proxy, "holder_name": holder_name, **card})
 
-    def tokenize_bank_account(self, routing_number: str, account_number: str, account_type: str = "checking",
-                              holder_name: str = "", bank_name: str = "") -> str:
+    def tokenize_bank_account(
+        self,
+        routing_number: str,
+        account_number: str,
+        account_type: str = "checking",
+        holder_name: str = "",
+        bank_name: str = "",
+    ) -> str:
         """The ACH counterpart of ``tokenize_card``."""
         if not (routing_number.isdigit() and len(routing_number) == 9):
             raise ValueError("invalid routing number")
@@ -201,8 +249,12 @@ class CaselleFake(FakeServer):
             raise ValueError("invalid account number")
         if account_type not in ("checking", "savings"):
             raise ValueError("account_type must be checking or savings")
-        account = {"routing_number": routing_number, "account_number_suffix": account_number[-4:],
-                   "account_type": account_type, "bank_name": bank_name or "Fake Community Bank"}
+        account = {
+            "routing_number": routing_number,
+            "account_number_suffix": account_number[-4:],
+            "account_type": account_type,
+            "bank_name": bank_name or "Fake Community Bank",
+        }
         behaviour = "decline" if account_number.endswith(ACH_DECLINE_SUFFIX) else "ok"
         proxy = self._proxynize("ach", account, behaviour)
         return encode_browser_token("ach", {"fingerprint": proxy, "holder_name": holder_name, **account})
@@ -210,8 +262,13 @@ class CaselleFake(FakeServer):
     def _proxynize(self, ptype: str, details: dict[str, Any], behaviour: str) -> str:
         proxy = _uid("prx")
         with self.lock:
-            self.proxy_tokens[proxy] = {"type": ptype, "details": details, "behaviour": behaviour,
-                                        "created": time.time(), "used": False}
+            self.proxy_tokens[proxy] = {
+                "type": ptype,
+                "details": details,
+                "behaviour": behaviour,
+                "created": time.time(),
+                "used": False,
+            }
         return proxy
 
     # The ACH counterpart of the base's ``/_fake/tokens`` (not part of any real API).
@@ -220,9 +277,12 @@ class CaselleFake(FakeServer):
         try:
             data = request.json()
             token = self.tokenize_bank_account(
-                str(data.get("routing_number", "")), str(data.get("account_number", "")),
-                str(data.get("account_type", "checking")), str(data.get("holder_name", "")),
-                str(data.get("bank_name", "")))
+                str(data.get("routing_number", "")),
+                str(data.get("account_number", "")),
+                str(data.get("account_type", "checking")),
+                str(data.get("holder_name", "")),
+                str(data.get("bank_name", "")),
+            )
         except (ValueError, AttributeError) as exc:
             return json_response({"error": str(exc)}, 400, **_CORS)
         return json_response({"token": token}, 201, **_CORS)
@@ -243,11 +303,15 @@ class CaselleFake(FakeServer):
         self.token_requests.append(request)
         scheme, _, encoded = request.header("Authorization").partition(" ")
         try:
-            client_id, _, client_secret = base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+            client_id, _, client_secret = (
+                base64.b64decode(encoded, validate=True).decode("utf-8").partition(":")
+            )
         except (binascii.Error, UnicodeDecodeError):
             client_id = client_secret = ""
-        if scheme.lower() != "basic" or not (hmac.compare_digest(client_id, self.client_id)
-                                             and hmac.compare_digest(client_secret, self.client_secret)):
+        if scheme.lower() != "basic" or not (
+            hmac.compare_digest(client_id, self.client_id)
+            and hmac.compare_digest(client_secret, self.client_secret)
+        ):
             return json_response({"error": "invalid_client"}, 400)
         if not request.header("Content-Type").startswith("application/x-www-form-urlencoded"):
             return json_response({"error": "invalid_request"}, 400)
@@ -283,7 +347,9 @@ class CaselleFake(FakeServer):
         if slot in self.idempotent:
             seen_digest, response = self.idempotent[slot]
             if seen_digest != digest:
-                return self.error(422, "Idempotency-Key reused with a different request", "idempotency_key_reused")
+                return self.error(
+                    422, "Idempotency-Key reused with a different request", "idempotency_key_reused"
+                )
             return response
         response = handler()
         if response.status < 500:
@@ -311,10 +377,15 @@ class CaselleFake(FakeServer):
         details.pop("card_id", None)
         if with_token:
             details["fingerprint"] = method["token"]
-        return {"saved_payment_method_uid": method["uid"], "customer_uid": method["customer_uid"],
-                "is_default": method["is_default"], "status": method["status"],
-                "payment_method": {"payment_method_type": method["type"], method["type"]: details},
-                "created_at": method["created_at"], "updated_at": method["updated_at"]}
+        return {
+            "saved_payment_method_uid": method["uid"],
+            "customer_uid": method["customer_uid"],
+            "is_default": method["is_default"],
+            "status": method["status"],
+            "payment_method": {"payment_method_type": method["type"], method["type"]: details},
+            "created_at": method["created_at"],
+            "updated_at": method["updated_at"],
+        }
 
     # -- customers -----------------------------------------------------------------------
     @route("POST", "/api/customers")
@@ -325,8 +396,13 @@ class CaselleFake(FakeServer):
         if any(c["reference_id"] == data["reference_id"] for c in self.customers.values()):
             return self.error(409, "a customer with this reference_id already exists", "already_exists")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        customer = {"uid": _uid("cus"), "reference_id": data["reference_id"], "name": data.get("name", ""),
-                    "email": data.get("email", ""), "created_at": now}
+        customer = {
+            "uid": _uid("cus"),
+            "reference_id": data["reference_id"],
+            "name": data.get("name", ""),
+            "email": data.get("email", ""),
+            "created_at": now,
+        }
         self.customers[customer["uid"]] = customer
         return json_response(self._customer_view(customer), 201)
 
@@ -371,17 +447,26 @@ class CaselleFake(FakeServer):
     def _save(self, customer_uid: str, pm: dict[str, Any], *, imported: bool) -> dict[str, Any]:
         """Validate a payment_method object and store it; ``_Invalid``/``LookupError`` otherwise."""
         ptype = pm["payment_method_type"]
-        if ptype not in ("credit", "ach") or not isinstance(pm.get(ptype), dict) or set(pm) != {
-                "payment_method_type", ptype}:
-            raise _Invalid("payment_method must hold exactly one of credit / ach, matching payment_method_type")
+        if (
+            ptype not in ("credit", "ach")
+            or not isinstance(pm.get(ptype), dict)
+            or set(pm) != {"payment_method_type", ptype}
+        ):
+            raise _Invalid(
+                "payment_method must hold exactly one of credit / ach, matching payment_method_type"
+            )
         details = dict(pm[ptype])
         given = details.pop("fingerprint")
         if imported:
             behaviour, token = "ok", given
         else:
             record = self.proxy_tokens.get(given)
-            if record is None or record["used"] or record["type"] != ptype or \
-                    time.time() - record["created"] > self.PROXY_TOKEN_TTL:
+            if (
+                record is None
+                or record["used"]
+                or record["type"] != ptype
+                or time.time() - record["created"] > self.PROXY_TOKEN_TTL
+            ):
                 raise _TokenRefused()
             for key, value in record["details"].items():
                 if key in details and details[key] != value:
@@ -397,10 +482,18 @@ class CaselleFake(FakeServer):
         elif details.get("account_type") not in ("checking", "savings"):
             raise _Invalid("payment_method.ach.account_type must be checking or savings")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        method = {"uid": _uid("spm"), "customer_uid": customer_uid, "type": ptype, "details": details,
-                  "token": token, "behaviour": behaviour, "status": "active",
-                  "is_default": not any(m["status"] == "active" for m in self._methods_of(customer_uid)),
-                  "created_at": now, "updated_at": now}
+        method = {
+            "uid": _uid("spm"),
+            "customer_uid": customer_uid,
+            "type": ptype,
+            "details": details,
+            "token": token,
+            "behaviour": behaviour,
+            "status": "active",
+            "is_default": not any(m["status"] == "active" for m in self._methods_of(customer_uid)),
+            "created_at": now,
+            "updated_at": now,
+        }
         self.saved_methods[method["uid"]] = method
         return method
 
@@ -413,8 +506,9 @@ class CaselleFake(FakeServer):
             try:
                 method = self._save(uid, data["payment_method"], imported=False)
             except _TokenRefused:
-                return self.error(400, "the proxynized token is unknown, expired or already used",
-                                  "invalid_payment_token")
+                return self.error(
+                    400, "the proxynized token is unknown, expired or already used", "invalid_payment_token"
+                )
             except _Expired:
                 return self.error(400, "the card has expired", "expired_card")
             return json_response(self._method_view(method, with_token=True), 201)
@@ -425,7 +519,9 @@ class CaselleFake(FakeServer):
     def list_payment_methods(self, request: FakeRequest, uid: str) -> FakeResponse:
         if uid not in self.customers:
             return self._not_found("customer")
-        return json_response({"value": [self._method_view(m, with_token=False) for m in self._methods_of(uid)]})
+        return json_response(
+            {"value": [self._method_view(m, with_token=False) for m in self._methods_of(uid)]}
+        )
 
     @route("DELETE", "/api/customers/{uid}/payment-methods/{spm}")
     def delete_payment_method(self, request: FakeRequest, uid: str, spm: str) -> FakeResponse:
@@ -457,11 +553,20 @@ class CaselleFake(FakeServer):
                 _check(item, item_schema, f"items[{index}]")
                 if item["customer_uid"] not in self.customers:
                     raise LookupError("customer not found")
-                imported.append(self._method_view(self._save(item["customer_uid"], item["payment_method"],
-                                                             imported=True), with_token=False))
+                imported.append(
+                    self._method_view(
+                        self._save(item["customer_uid"], item["payment_method"], imported=True),
+                        with_token=False,
+                    )
+                )
             except (_Invalid, LookupError) as exc:
-                failed.append({"index": index, "code": "not_found" if isinstance(exc, LookupError)
-                               else "validation_error", "message": str(exc).strip("'\"")})
+                failed.append(
+                    {
+                        "index": index,
+                        "code": "not_found" if isinstance(exc, LookupError) else "validation_error",
+                        "message": str(exc).strip("'\""),
+                    }
+                )
             except _Expired:
                 failed.append({"index": index, "code": "expired_card", "message": "the card has expired"})
         return json_response({"imported": imported, "failed": failed})
@@ -482,10 +587,17 @@ class CaselleFake(FakeServer):
             if ptype != f"wallet_{method['type']}":
                 raise _Invalid(f"saved payment method is {method['type']}, not {ptype}")
             return method["type"], method, {"payment_method_type": ptype, "wallet": dict(pm["wallet"])}
-        if ptype in ("credit", "ach") and isinstance(pm.get(ptype), dict) and set(pm) == {"payment_method_type",
-                                                                                            ptype}:
+        if (
+            ptype in ("credit", "ach")
+            and isinstance(pm.get(ptype), dict)
+            and set(pm) == {"payment_method_type", ptype}
+        ):
             record = self.proxy_tokens.get(pm[ptype]["fingerprint"])
-            if record is None or record["type"] != ptype or time.time() - record["created"] > self.PROXY_TOKEN_TTL:
+            if (
+                record is None
+                or record["type"] != ptype
+                or time.time() - record["created"] > self.PROXY_TOKEN_TTL
+            ):
                 raise _TokenRefused()
             echo = {k: v for k, v in record["details"].items() if k != "card_id"}
             return ptype, {**record, "status": "active"}, {"payment_method_type": ptype, ptype: echo}
@@ -508,13 +620,26 @@ class CaselleFake(FakeServer):
             if method["status"] != "active":
                 return self.error(402, f"the saved payment method is {method['status']}", "card_declined")
             tax = data.get("tax_amount", 0)
-            fee = self.ACH_FEE if kind == "ach" else ((data["base_amount"] + tax) * self.CREDIT_FEE_BPS + 5000) // 10000
-            payment = {"uid": _uid("pay"), "status": "validated", "base_amount": data["base_amount"],
-                       "tax_amount": tax, "processing_fee_amount": fee, "total_amount": data["base_amount"] + tax + fee,
-                       "refunded_amount": 0, "currency": data["currency"], "reference_id": data["reference_id"],
-                       "payment_method": echo, "transaction_id": None,
-                       "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                       "_behaviour": method["behaviour"]}
+            fee = (
+                self.ACH_FEE
+                if kind == "ach"
+                else ((data["base_amount"] + tax) * self.CREDIT_FEE_BPS + 5000) // 10000
+            )
+            payment = {
+                "uid": _uid("pay"),
+                "status": "validated",
+                "base_amount": data["base_amount"],
+                "tax_amount": tax,
+                "processing_fee_amount": fee,
+                "total_amount": data["base_amount"] + tax + fee,
+                "refunded_amount": 0,
+                "currency": data["currency"],
+                "reference_id": data["reference_id"],
+                "payment_method": echo,
+                "transaction_id": None,
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "_behaviour": method["behaviour"],
+            }
             self.payments[payment["uid"]] = payment
             return json_response(self._payment_view(payment), 201)
 
@@ -547,8 +672,11 @@ class CaselleFake(FakeServer):
             if behaviour == "fail":
                 payment["status"] = "failed"
                 return self.error(402, "The processor could not complete the payment.", "processing_error")
-            payment.update(status="completed", transaction_id=_uid("txn"),
-                           captured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            payment.update(
+                status="completed",
+                transaction_id=_uid("txn"),
+                captured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            )
             return json_response(self._payment_view(payment))
 
         return self._replay(request, capture)
@@ -561,8 +689,9 @@ class CaselleFake(FakeServer):
             if payment is None:
                 return self._not_found("payment")
             if payment["status"] not in ("completed", "partially_refunded"):
-                return self.error(409, f"payment is {payment['status']}; only completed payments refund",
-                                  "invalid_state")
+                return self.error(
+                    409, f"payment is {payment['status']}; only completed payments refund", "invalid_state"
+                )
             remaining = payment["base_amount"] + payment["tax_amount"] - payment["refunded_amount"]
             amount = data.get("amount", remaining)
             if not 0 < amount <= remaining:
@@ -580,45 +709,91 @@ class CaselleFake(FakeServer):
 
     def sign(self, body: bytes, timestamp: int, secret: str | None = None) -> str:
         key = (secret or self.webhook_secret).encode("utf-8")
-        return "sha256=" + hmac.new(key, str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+        return (
+            "sha256="
+            + hmac.new(key, str(timestamp).encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+        )
 
-    def webhook_delivery(self, event_type: str, data: dict[str, Any], *, timestamp: int | None = None,
-                         webhook_id: str | None = None) -> tuple[dict[str, str], bytes]:
+    def webhook_delivery(
+        self,
+        event_type: str,
+        data: dict[str, Any],
+        *,
+        timestamp: int | None = None,
+        webhook_id: str | None = None,
+    ) -> tuple[dict[str, str], bytes]:
         """``(headers, body)`` of a delivery as Caselle would POST it (header names lower-cased)."""
         timestamp = int(time.time()) if timestamp is None else timestamp
-        body = json.dumps({"webhook_id": webhook_id or _uid("evt"), "event_type": event_type,
-                           "timestamp": timestamp, "data": data}).encode("utf-8")
+        body = json.dumps(
+            {
+                "webhook_id": webhook_id or _uid("evt"),
+                "event_type": event_type,
+                "timestamp": timestamp,
+                "data": data,
+            }
+        ).encode("utf-8")
         return {"content-type": "application/json", "x-webhook-signature": self.sign(body, timestamp)}, body
 
-    def network_update(self, saved_payment_method_uid: str, *, exp_month: int | None = None,
-                       exp_year: int | None = None, last4: str | None = None, closed: bool = False) -> None:
+    def network_update(
+        self,
+        saved_payment_method_uid: str,
+        *,
+        exp_month: int | None = None,
+        exp_year: int | None = None,
+        last4: str | None = None,
+        closed: bool = False,
+    ) -> None:
         """Change a saved card (or close an account) as the network / updater would."""
         with self.lock:
             method = self.saved_methods[saved_payment_method_uid]
             details = method["details"]
-            for key, value in (("exp_month", exp_month), ("exp_year", exp_year),
-                               ("last4" if method["type"] == "credit" else "account_number_suffix", last4)):
+            for key, value in (
+                ("exp_month", exp_month),
+                ("exp_year", exp_year),
+                ("last4" if method["type"] == "credit" else "account_number_suffix", last4),
+            ):
                 if value is not None:
                     details[key] = value
             if closed:
                 method["status"] = "closed"
             method["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    def noc_delivery(self, customer_uid: str, saved_payment_method_uids: list[str], *,
-                     change_type: Any = _UNSET, **kwargs: Any) -> tuple[dict[str, str], bytes]:
+    def noc_delivery(
+        self,
+        customer_uid: str,
+        saved_payment_method_uids: list[str],
+        *,
+        change_type: Any = _UNSET,
+        **kwargs: Any,
+    ) -> tuple[dict[str, str], bytes]:
         """A signed ``provider.noc`` naming the changed methods (``account_closed`` when closed)."""
         if change_type is _UNSET:
-            closed = any(self.saved_methods.get(u, {}).get("status") == "closed" for u in saved_payment_method_uids)
+            closed = any(
+                self.saved_methods.get(u, {}).get("status") == "closed" for u in saved_payment_method_uids
+            )
             change_type = "account_closed" if closed else "updated"
-        return self.webhook_delivery("provider.noc", {"customer_uid": customer_uid, "change_type": change_type,
-                                                      "saved_payment_method_ids": list(saved_payment_method_uids)},
-                                     **kwargs)
+        return self.webhook_delivery(
+            "provider.noc",
+            {
+                "customer_uid": customer_uid,
+                "change_type": change_type,
+                "saved_payment_method_ids": list(saved_payment_method_uids),
+            },
+            **kwargs,
+        )
 
-    def payment_delivery(self, event_type: str, payment_uid: str, **kwargs: Any) -> tuple[dict[str, str], bytes]:
+    def payment_delivery(
+        self, event_type: str, payment_uid: str, **kwargs: Any
+    ) -> tuple[dict[str, str], bytes]:
         """A signed ``payment.*`` / ``provider.*`` event about a payment."""
         payment = self.payments[payment_uid]
-        data = {"payment_uid": payment_uid, **{k: payment[k] for k in ("status", "reference_id", "base_amount",
-                                                                        "total_amount", "refunded_amount")}}
+        data = {
+            "payment_uid": payment_uid,
+            **{
+                k: payment[k]
+                for k in ("status", "reference_id", "base_amount", "total_amount", "refunded_amount")
+            },
+        }
         return self.webhook_delivery(event_type, data, **kwargs)
 
 
@@ -641,13 +816,20 @@ def main(argv: list[str] | None = None) -> None:
     fake = CaselleFake(host=args.host, port=args.port).start()
     print(f"Fake Caselle Payments API at {fake.url}  (token endpoint: {fake.url}/oauth2/token)")
     print("OPTIONS = {")
-    for key, value in (("BASE_URL", fake.url), ("AUTH_URL", fake.url), ("CLIENT_ID", fake.client_id),
-                       ("CLIENT_SECRET", fake.client_secret), ("PAYMENT_ACCOUNT_UID", fake.payment_account_uid),
-                       ("WEBHOOK_SECRET", fake.webhook_secret)):
+    for key, value in (
+        ("BASE_URL", fake.url),
+        ("AUTH_URL", fake.url),
+        ("CLIENT_ID", fake.client_id),
+        ("CLIENT_SECRET", fake.client_secret),
+        ("PAYMENT_ACCOUNT_UID", fake.payment_account_uid),
+        ("WEBHOOK_SECRET", fake.webhook_secret),
+    ):
         print(f"    {key!r}: {value!r},")
     print("}")
-    print("Test cards: 4242424242424242 / 4111111111111111 / 5555555555554444 approve, "
-          "4000000000000002 declines, 4000000000001216 fails (processing_error).  Ctrl-C stops.")
+    print(
+        "Test cards: 4242424242424242 / 4111111111111111 / 5555555555554444 approve, "
+        "4000000000000002 declines, 4000000000001216 fails (processing_error).  Ctrl-C stops."
+    )
     try:
         while True:
             time.sleep(3600)

@@ -42,7 +42,15 @@ from typing import Any
 
 from vault_wallets.processors.base import WebhookRequest
 from vault_wallets.processors.processout import currency_exponent
-from vault_wallets.testing.server import FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route
+from vault_wallets.sandbox.cards import luhn_ok
+from vault_wallets.testing.server import (
+    FakeRequest,
+    FakeResponse,
+    FakeServer,
+    fake_fixture,
+    json_response,
+    route,
+)
 
 #: Card behaviours by test number; any other valid number succeeds.
 TEST_CARDS = {
@@ -74,16 +82,6 @@ def _now() -> str:
 def _public(obj: dict[str, Any]) -> dict[str, Any]:
     """A deep copy without the fake's private ``_`` fields (answers must not change later)."""
     return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
-
-
-def _luhn_ok(number: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        digit = int(ch)
-        if i % 2:
-            digit = digit * 2 - 9 if digit > 4 else digit * 2
-        total += digit
-    return total % 10 == 0
 
 
 def _scheme(number: str) -> str:
@@ -152,14 +150,16 @@ class ProcessOutFake(FakeServer):
             return self.error(401, "The Authorization header is malformed.", "request.authentication.invalid")
         if not (hmac.compare_digest(user.encode(), self.PROJECT_ID.encode())
                 and hmac.compare_digest(password.encode(), self.PROJECT_SECRET.encode())):
-            return self.error(401, "The project ID or project secret is invalid.", "request.authentication.invalid")
+            return self.error(401, "The project ID or project secret is invalid.",
+                              "request.authentication.invalid")
         return None
+
+    _SEEN_HEADERS = ("authorization", "api-version", "content-type", "accept", "idempotency-key")
 
     def handle(self, request: FakeRequest) -> FakeResponse:
         with self.lock:
             self.seen.append({"method": request.method, "path": request.path,
-                              **{h: request.header(h) for h in ("authorization", "api-version", "content-type",
-                                                                  "accept", "idempotency-key")}})
+                              **{h: request.header(h) for h in self._SEEN_HEADERS}})
         key = request.header("Idempotency-Key")
         if request.method != "POST" or not key or request.path.startswith("/_fake/"):
             return self._answer(request)
@@ -208,7 +208,7 @@ class ProcessOutFake(FakeServer):
         return obj
 
     def _page(self, request: FakeRequest, items: list[dict], key: str, view) -> FakeResponse:
-        """ProcessOut paging: ``limit`` (default 10), ``order`` (default desc), ``start_after``/``end_before``."""
+        """ProcessOut paging: ``limit`` (10), ``order`` (desc), ``start_after`` / ``end_before``."""
         try:
             limit = int(request.query.get("limit") or 10)
         except ValueError:
@@ -235,13 +235,14 @@ class ProcessOutFake(FakeServer):
     @staticmethod
     def _amount(value: Any, currency: str, field: str = "amount") -> Decimal:
         try:
-            amount = Decimal(str(value))
+            amount = Decimal(value) if isinstance(value, str) else None
         except InvalidOperation:
-            raise _Refused(400, "request.validation.error", f"The {field} must be a decimal string.") from None
-        if not isinstance(value, str) or not amount.is_finite() or amount <= 0:
+            amount = None
+        if amount is None or not amount.is_finite() or amount <= 0:
             raise _Refused(400, "request.validation.error", f"The {field} must be a positive decimal string.")
         if -amount.as_tuple().exponent > currency_exponent(currency):
-            raise _Refused(400, "request.validation.error", f"The {field} has too many decimals for {currency}.")
+            raise _Refused(400, "request.validation.error",
+                           f"The {field} has too many decimals for {currency}.")
         return amount
 
     @staticmethod
@@ -252,7 +253,7 @@ class ProcessOutFake(FakeServer):
     def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
                       holder_name: str = "") -> str:
         """processout.js ``tokenize``: a single-use ``card_…`` id; only display data is kept."""
-        if not (number.isdigit() and 12 <= len(number) <= 19 and _luhn_ok(number)):
+        if not luhn_ok(number):
             raise ValueError("the card number is invalid")
         if exp_year < 100:
             exp_year += 2000
@@ -338,9 +339,6 @@ class ProcessOutFake(FakeServer):
     _CUSTOMER_FIELDS = ("first_name", "last_name", "email", "company_name", "address1", "address2", "city",
                         "state", "zip", "country_code", "phone_number", "ip_address")
 
-    def _customer_view(self, customer: dict) -> dict:
-        return _public(customer)
-
     def _apply_customer(self, customer: dict, body: dict[str, Any]) -> None:
         for field in self._CUSTOMER_FIELDS:
             if field in body:
@@ -373,15 +371,15 @@ class ProcessOutFake(FakeServer):
                     "metadata": {}, **{f: "" for f in self._CUSTOMER_FIELDS}}
         self._apply_customer(customer, self._body(request))
         self.customers[customer["id"]] = self._stamp(customer)
-        return self._ok(customer=self._customer_view(customer))
+        return self._ok(customer=_public(customer))
 
     @route("GET", "/customers")
     def list_customers(self, request: FakeRequest) -> FakeResponse:
-        return self._page(request, list(self.customers.values()), "customers", self._customer_view)
+        return self._page(request, list(self.customers.values()), "customers", _public)
 
     @route("GET", "/customers/{customer_id}")
     def get_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
-        return self._ok(customer=self._customer_view(self._get(self.customers, customer_id, "customer")))
+        return self._ok(customer=_public(self._get(self.customers, customer_id, "customer")))
 
     @route("PUT", "/customers/{customer_id}")
     def update_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
@@ -389,7 +387,7 @@ class ProcessOutFake(FakeServer):
         staged = copy.deepcopy(customer)
         self._apply_customer(staged, self._body(request))
         customer.update(staged)
-        return self._ok(customer=self._customer_view(customer))
+        return self._ok(customer=_public(customer))
 
     @route("DELETE", "/customers/{customer_id}")
     def delete_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
@@ -402,7 +400,8 @@ class ProcessOutFake(FakeServer):
     # -- customer tokens ---------------------------------------------------------------------------
     def _token_view(self, token: dict, expand: bool = False) -> dict:
         view = _public(token)
-        view["is_default"] = self.customers.get(token["customer_id"], {}).get("default_token_id") == token["id"]
+        customer = self.customers.get(token["customer_id"]) or {}
+        view["is_default"] = customer.get("default_token_id") == token["id"]
         card = self.cards.get(token.get("card_id") or "")
         view["summary"] = f"**** **** **** {card['last_4_digits']}" if card else ""
         if expand and card:
@@ -418,9 +417,9 @@ class ProcessOutFake(FakeServer):
             raise _Refused(400, "request.validation.error", "A source is required unless verify is true.")
         card = self._take_card(source) if source else None
         token = {"id": _new_id("tok"), "customer_id": customer_id, "card_id": card["id"] if card else None,
-                 "type": "card", "metadata": self._metadata(body.get("metadata")), "is_subscription_only": False,
-                 "description": str(body.get("description") or ""), "is_chargeable": True,
-                 "verification_status": "not-requested"}
+                 "type": "card", "metadata": self._metadata(body.get("metadata")),
+                 "is_subscription_only": False, "description": str(body.get("description") or ""),
+                 "is_chargeable": True, "verification_status": "not-requested"}
         customer_action = None
         if verify:
             outcome = card["_outcome"] if card else "three_d_s"
@@ -445,7 +444,8 @@ class ProcessOutFake(FakeServer):
     def _take_card(self, source: Any) -> dict:
         card = self.cards.get(source) if isinstance(source, str) else None
         if card is None or card["_used"]:
-            raise _Refused(400, "request.source.invalid", "The source is invalid, expired or was already used.")
+            raise _Refused(400, "request.source.invalid",
+                           "The source is invalid, expired or was already used.")
         card["_used"] = True
         return card
 
@@ -551,7 +551,8 @@ class ProcessOutFake(FakeServer):
         })
         self.transactions[transaction["id"]] = transaction
         invoice["transaction_id"] = transaction["id"]
-        outcome = "decline" if self.faults.decline_all or (token and not token["is_chargeable"]) else card["_outcome"]
+        refused = self.faults.decline_all or (token is not None and not token["is_chargeable"])
+        outcome = "decline" if refused else card["_outcome"]
         if outcome == "three_d_s" and token and token["verification_status"] == "success":
             outcome = "success"  # authenticated when the token was verified
         if outcome in ("decline", "gateway_error"):
@@ -600,7 +601,8 @@ class ProcessOutFake(FakeServer):
         if body.get("capture_amount") is not None:
             amount = self._amount(body["capture_amount"], currency, "capture_amount")
             if amount > authorized:
-                raise _Refused(400, "request.validation.error", "The capture amount exceeds the authorized amount.")
+                raise _Refused(400, "request.validation.error",
+                               "The capture amount exceeds the authorized amount.")
         transaction.update(status="completed", captured=True, captured_amount=self._money(amount, currency),
                            available_amount=self._money(amount, currency))
         self._transaction_event("transaction.captured", transaction)
@@ -611,7 +613,8 @@ class ProcessOutFake(FakeServer):
         invoice = self._get(self.invoices, invoice_id, "invoice")
         transaction = self._get(self.transactions, invoice["transaction_id"] or "", "transaction")
         if transaction["status"] != "authorized":
-            raise _Refused(400, "request.transaction.not-voidable", "Only an authorized transaction can be voided.")
+            raise _Refused(400, "request.transaction.not-voidable",
+                           "Only an authorized transaction can be voided.")
         transaction.update(status="voided", voided=True, available_amount="0")
         self._transaction_event("transaction.voided", transaction)
         return self._ok(transaction=_public(transaction))
@@ -634,7 +637,8 @@ class ProcessOutFake(FakeServer):
         amount = self._amount(body.get("amount"), currency)
         available = Decimal(transaction["available_amount"])
         if not transaction["captured"] or amount > available:
-            raise _Refused(400, "refund.amount-too-high", "The refund amount exceeds the captured amount available.")
+            raise _Refused(400, "refund.amount-too-high",
+                           "The refund amount exceeds the captured amount available.")
         refunded = Decimal(transaction["refunded_amount"]) + amount
         transaction.update(refunded=True, refunded_amount=self._money(refunded, currency),
                            available_amount=self._money(available - amount, currency))

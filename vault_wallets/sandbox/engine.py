@@ -150,7 +150,7 @@ def _customer_dict(c: SandboxCustomer) -> dict:
 def _get_customer(account: str, customer_id: str, lock: bool = False) -> SandboxCustomer:
     qs = SandboxCustomer.objects.filter(account=account, sid=customer_id, deleted=False)
     if lock:
-        qs = qs.select_for_update()
+        qs = qs.select_for_update(of=("self",))
     customer = qs.select_related("default_method").first()
     if customer is None:
         raise EngineError(404, "customer_not_found", "No such customer.")

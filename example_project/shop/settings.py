@@ -1,0 +1,86 @@
+"""The example shop: SQLite and the sandbox processor by default, nothing else to run.
+
+``DATABASE_URL`` switches to PostgreSQL.  ``VAULT_ACCOUNT_PROCESSOR`` and friends (see
+docs/processors/) point the default account at another processor, e.g. one of the fakes.
+"""
+
+import json
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "example-shop-secret-key-change-me-in-production")
+DEBUG = os.environ.get("DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "vault_wallets",
+    "vault_wallets.sandbox",
+    "store",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop.urls"
+WSGI_APPLICATION = "shop.wsgi.application"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+
+if os.environ.get("DATABASE_URL"):
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "/static/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/checkout/"
+LOGOUT_REDIRECT_URL = "/"
+
+# Newest first.  In production these come from your secret store, never from the repo.
+FERNET_KEYS = [os.environ.get("FERNET_KEY", "example-shop-fernet-key-change-me")]
+
+_processor = os.environ.get("VAULT_ACCOUNT_PROCESSOR", "vault_wallets.processors.sandbox.SandboxProcessor")
+_options = json.loads(os.environ.get("VAULT_ACCOUNT_OPTIONS", "{}")) or {
+    "WEBHOOK_SECRETS": [os.environ.get("VAULT_WEBHOOK_SECRET", "whsec_ZXhhbXBsZS1zaG9wLXdlYmhvb2stc2VjcmV0")],
+}
+VAULT_WALLETS = {
+    "DEFAULT_ACCOUNT": "default",
+    "ACCOUNTS": {"default": {"PROCESSOR": _processor, "OPTIONS": _options}},
+    "CUSTOMER_TOKEN_TTL": 900,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"vault_wallets": {"handlers": ["console"], "level": "INFO"}},
+}

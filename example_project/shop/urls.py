@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from store import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("cart/add/<slug:slug>/", views.add_to_cart, name="add-to-cart"),
+    path("checkout/", views.checkout, name="checkout"),
+    path("checkout/pay/", views.pay, name="pay"),
+    path("orders/<str:uid>/", views.order_detail, name="order"),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="store/login.html"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("wallet/", include("vault_wallets.urls")),
+]

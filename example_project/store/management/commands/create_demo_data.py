@@ -1,0 +1,34 @@
+"""Create the demo shopper, the staff user and a few products (idempotent)."""
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from store.models import Product
+
+DEMO_USERS = [
+    # username, password, staff
+    ("shopper", "shopper-demo-pass", False),
+    ("staff", "staff-demo-pass", True),
+]
+PRODUCTS = [
+    ("coffee-beans", "Single-origin coffee beans (1 kg)", 2400),
+    ("pour-over-kettle", "Gooseneck pour-over kettle", 5900),
+    ("ceramic-dripper", "Ceramic dripper", 2250),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo shopper and staff users and the demo products."
+
+    def handle(self, *args, **options):
+        User = get_user_model()
+        for username, password, staff in DEMO_USERS:
+            user, created = User.objects.get_or_create(
+                username=username, defaults={"email": f"{username}@example.com", "first_name": username.title()})
+            user.is_staff = user.is_superuser = staff
+            user.set_password(password)
+            user.save()
+            self.stdout.write(f"{'created' if created else 'updated'} user {username!r} (password {password!r})")
+        for slug, name, price in PRODUCTS:
+            Product.objects.update_or_create(slug=slug, defaults={"name": name, "price_cents": price})
+        self.stdout.write(f"{len(PRODUCTS)} products ready")

@@ -1,0 +1,44 @@
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def new_order_uid() -> str:
+    return f"ord_{secrets.token_urlsafe(12)}"
+
+
+class Product(models.Model):
+    slug = models.SlugField(unique=True)
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    price_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="USD")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def price(self) -> str:
+        return f"{self.price_cents / 100:.2f}"
+
+
+class Order(models.Model):
+    uid = models.CharField(max_length=40, unique=True, default=new_order_uid, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="orders")
+    lines = models.JSONField(default=list)
+    total_cents = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3, default="USD")
+    status = models.CharField(max_length=16, default="pending")  # pending | paid | declined | failed
+    charge = models.ForeignKey("vault_wallets.Charge", null=True, blank=True, on_delete=models.PROTECT)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return self.uid
+
+    @property
+    def total(self) -> str:
+        return f"{self.total_cents / 100:.2f}"

@@ -1,0 +1,88 @@
+"""The example shop's pages.  The checkout charges a saved method through vault_wallets' services;
+the amount is the order total computed here from the cart, never a number from the browser."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from vault_wallets import services
+from vault_wallets.exceptions import ProcessorError, VaultError
+
+from .models import Order, Product
+
+
+def _cart(request) -> dict[str, int]:
+    return request.session.setdefault("cart", {})
+
+
+def _cart_lines(request):
+    cart = _cart(request)
+    products = {p.slug: p for p in Product.objects.filter(slug__in=cart)}
+    lines = [(products[slug], qty) for slug, qty in cart.items() if slug in products]
+    total = sum(product.price_cents * qty for product, qty in lines)
+    return lines, total
+
+
+def home(request):
+    return render(request, "store/home.html", {"products": Product.objects.order_by("price_cents")})
+
+
+@require_POST
+def add_to_cart(request, slug):
+    product = get_object_or_404(Product, slug=slug)
+    cart = _cart(request)
+    cart[product.slug] = cart.get(product.slug, 0) + 1
+    request.session.modified = True
+    messages.success(request, f"{product.name} is in your cart.")
+    return redirect("checkout")
+
+
+@login_required
+def checkout(request):
+    lines, total = _cart_lines(request)
+    return render(request, "store/checkout.html", {
+        "lines": [(product, qty, f"{product.price_cents * qty / 100:.2f}") for product, qty in lines],
+        "total": f"{total / 100:.2f}", "has_items": bool(lines),
+    })
+
+
+@login_required
+@require_POST
+def pay(request):
+    lines, total = _cart_lines(request)
+    if not lines:
+        messages.error(request, "Your cart is empty.")
+        return redirect("home")
+    customer = services.get_or_create_customer(request.user)
+    method_uid = request.POST.get("payment_method") or None
+    with transaction.atomic():
+        order = Order.objects.create(
+            user=request.user, total_cents=total, currency="USD",
+            lines=[{"product": p.slug, "name": p.name, "quantity": q, "price_cents": p.price_cents} for p, q in lines],
+        )
+    try:
+        charge = services.charge(customer, order.total_cents, order.currency, method_uid,
+                                 idempotency_key=f"order-{order.uid}", reference=order.uid)
+    except (VaultError, ProcessorError) as exc:
+        order.status = "failed"
+        order.save(update_fields=["status"])
+        messages.error(request, f"Payment failed: {exc.message}")
+        return redirect("checkout")
+    order.charge = charge
+    order.status = "paid" if charge.status in ("captured", "authorized") else charge.status
+    order.save(update_fields=["charge", "status"])
+    if order.status != "paid":
+        messages.error(request, f"Payment {charge.status}: {charge.failure_message or 'try another card.'}")
+        return redirect("checkout")
+    request.session["cart"] = {}
+    return redirect("order", uid=order.uid)
+
+
+@login_required
+def order_detail(request, uid):
+    order = get_object_or_404(Order.objects.select_related("charge__payment_method"), uid=uid, user=request.user)
+    return render(request, "store/order.html", {"order": order})

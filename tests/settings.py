@@ -70,11 +70,19 @@ VAULT_WALLETS = {
     "CUSTOMER_TOKEN_TTL": 900,
 }
 
-CELERY_TASK_ALWAYS_EAGER = True
-CELERY_TASK_EAGER_PROPAGATES = True
-
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "loggers": {"vault_wallets": {"level": "DEBUG"}},
 }
+
+# Celery: eager for unit tests; the worker tests set CELERY_BROKER_URL (a real Redis).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "memory://")
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("VAULT_CELERY_EAGER", "1") == "1"
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 5, "max_retries": 1}

@@ -7,8 +7,9 @@ from django.db.models import Count
 
 from . import services
 from .exceptions import VaultError
-from .models import Address, Charge, Customer, SavedPaymentMethod
+from .models import Address, Charge, Customer, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
 from .processors.base import ProcessorError
+from .services import events
 
 SECRET_FIELDS = ("processor_token", "processor_method_id", "processor_lookup", "fingerprint",
                  "processor_customer_secret")
@@ -59,8 +60,21 @@ class CustomerAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked the customer tokens of {queryset.count()} customer(s).")
 
 
+class PaymentMethodChangeInline(admin.TabularInline):
+    model = PaymentMethodChange
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "source", "before", "after", "source_event")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(SavedPaymentMethod)
 class SavedPaymentMethodAdmin(admin.ModelAdmin):
+    inlines = [PaymentMethodChangeInline]
+    actions = ["refresh_from_processor"]
     list_display = ("uid", "customer", "method_type", "brand", "last4", "expiry", "is_default",
                     "verification_status", "status", "created_at")
     list_filter = ("method_type", "status", "verification_status", "brand")
@@ -73,6 +87,16 @@ class SavedPaymentMethodAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # methods are vaulted through the processor, never typed in
+
+    @admin.action(description="Refresh from the processor", permissions=["change"])
+    def refresh_from_processor(self, request, queryset):
+        changed = 0
+        for method in queryset.select_related("customer"):
+            try:
+                changed += events.refresh_payment_method(method, source="admin refresh") is not None
+            except ProcessorError as exc:
+                self.message_user(request, f"{method.uid}: {exc.message}", messages.ERROR)
+        self.message_user(request, f"{changed} of {queryset.count()} method(s) changed.", messages.SUCCESS)
 
     @admin.display(description="expiry")
     def expiry(self, obj):
@@ -128,3 +152,27 @@ class ChargeAdmin(admin.ModelAdmin):
     @admin.action(description="Refund selected charges in full", permissions=["change"])
     def refund_charges(self, request, queryset):
         self._run(request, queryset, services.refund, "Refunded")
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(admin.ModelAdmin):
+    list_display = ("uid", "account", "processor", "event_type", "status", "attempts", "received_at", "processed_at")
+    list_filter = ("status", "account", "processor", "event_type")
+    search_fields = ("uid", "event_id", "event_type")
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+    actions = ["reprocess"]
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Reprocess selected events", permissions=["change"])
+    def reprocess(self, request, queryset):
+        from .tasks import enqueue_event
+
+        queued = 0
+        for event in queryset:
+            WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.RECEIVED, next_attempt_at=None)
+            queued += enqueue_event(event.pk)
+        self.message_user(request, f"Queued {queued} of {queryset.count()} event(s) for processing"
+                          + ("" if queued == queryset.count() else "; the others are picked up by the sweeper")
+                          + ".", messages.SUCCESS)

@@ -216,3 +216,54 @@ class Charge(models.Model):
     @property
     def refundable_amount(self) -> int:
         return max(self.amount_captured - self.amount_refunded, 0)
+
+
+class WebhookEvent(models.Model):
+    """One processor delivery, stored before any processing and kept when processing fails."""
+
+    RECEIVED, PROCESSING, PROCESSED, FAILED, IGNORED = "received", "processing", "processed", "failed", "ignored"
+    STATUSES = (RECEIVED, PROCESSING, PROCESSED, FAILED, IGNORED)
+
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_event_uid, editable=False)
+    account = models.CharField(max_length=64)
+    processor = models.CharField(max_length=32)
+    event_id = models.CharField(max_length=255, help_text="The processor's event id (de-duplication key).")
+    event_type = models.CharField(max_length=128, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    headers = models.JSONField(default=dict, blank=True, help_text="Sanitized: no signatures or secrets.")
+    body = models.TextField()
+    status = models.CharField(max_length=16, choices=_choices(STATUSES), default=RECEIVED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    last_traceback = models.TextField(blank=True)
+    notes = models.JSONField(default=list, blank=True, help_text="What processing found (unknown ids, …).")
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "event_id"], name="vw_webhook_event_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account} {self.event_type or 'event'} {self.event_id} ({self.status})"
+
+
+class PaymentMethodChange(models.Model):
+    """History of a saved method's display data: before and after, and what changed it."""
+
+    payment_method = models.ForeignKey(SavedPaymentMethod, on_delete=models.CASCADE, related_name="changes")
+    source_event = models.ForeignKey(WebhookEvent, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="payment_method_changes")
+    source = models.CharField(max_length=64, help_text="e.g. the normalized event type, or 'manual refresh'.")
+    before = models.JSONField(default=dict)
+    after = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.payment_method.uid} changed by {self.source}"

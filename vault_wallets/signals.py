@@ -10,3 +10,7 @@ payment_method_removed = Signal()
 payment_method_updated = Signal()
 #: ``charge`` was created or changed state.
 charge_updated = Signal()
+#: A processor event was processed: sends ``event`` (a ``vault_wallets.services.events.VaultEvent``).
+vault_event = Signal()
+#: Processing a stored webhook event failed for good: sends ``webhook_event`` and ``error``.
+webhook_processing_failed = Signal()

@@ -9,6 +9,7 @@ from django.urls import include, path
 
 from .api import views
 from .sandbox.views import SandboxTokenView
+from .webhooks import receive_webhook
 
 app_name = "vault_wallets"
 
@@ -16,4 +17,5 @@ urlpatterns = [
     path("customer-token/", views.CustomerTokenView.as_view(), name="customer-token"),
     path("api/", include("vault_wallets.api.urls")),
     path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
+    path("webhooks/<str:account>/", receive_webhook, name="webhook"),
 ]

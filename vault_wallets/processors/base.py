@@ -80,6 +80,7 @@ EVENT_VERIFICATION_FAILED = "payment_method.verification_failed"
 EVENT_CHARGE_SUCCEEDED = "charge.succeeded"
 EVENT_CHARGE_FAILED = "charge.failed"
 EVENT_CHARGE_REFUNDED = "charge.refunded"
+EVENT_CHARGE_VOIDED = "charge.voided"
 EVENT_CUSTOMER_UPDATED = "customer.updated"
 EVENT_UNKNOWN = "unknown"
 EVENT_TYPES = (
@@ -90,6 +91,7 @@ EVENT_TYPES = (
     EVENT_CHARGE_SUCCEEDED,
     EVENT_CHARGE_FAILED,
     EVENT_CHARGE_REFUNDED,
+    EVENT_CHARGE_VOIDED,
     EVENT_CUSTOMER_UPDATED,
     EVENT_UNKNOWN,
 )
@@ -431,6 +433,10 @@ class BaseProcessor:
     required_options: ClassVar[tuple[str, ...]] = ()
     #: Options whose values are secrets (never shown in admin or checks output).
     secret_options: ClassVar[tuple[str, ...]] = ()
+    #: Webhook request headers that carry a secret or signature (never stored); names in lower case.
+    #: Headers whose names contain "signature", "secret", "token", "authorization" or "cookie"
+    #: are dropped anyway.
+    webhook_secret_headers: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         self.account = account

@@ -220,6 +220,18 @@ class SandboxProcessor(BaseProcessor):
         headers["content-type"] = "application/json"
         return headers, body
 
+    def deliver_webhook(self, url: str, event_type: str, data: dict, timeout: float = 10.0) -> tuple[int, str]:
+        """POST a signed event to a webhook URL, as the sandbox "server" would; ``(status, body)``."""
+        import requests
+
+        headers, body = self.make_webhook(event_type, data)
+        try:
+            response = requests.post(url, data=body, headers=headers, timeout=timeout)
+        except requests.RequestException as exc:
+            raise p.ProcessorUnavailable(f"could not deliver the webhook: {type(exc).__name__}",
+                                         processor=self.name) from None
+        return response.status_code, response.text
+
     def verify_webhook(self, request: WebhookRequest) -> None:
         from standardwebhooks.webhooks import Webhook
         from standardwebhooks.webhooks import WebhookVerificationError as StdError

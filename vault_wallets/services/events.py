@@ -1,0 +1,364 @@
+"""Processor events: store a verified delivery, then process it once (in a worker).
+
+* ``store_delivery`` writes the ``WebhookEvent`` (unique per account + processor event id, so a
+  duplicate delivery — even a concurrent one — is stored once) before anything is processed.
+* ``process_event`` claims the event with a row lock held for the whole processing, so two
+  workers never process one event; a worker killed mid-way releases the lock when its
+  connection drops and leaves the event ``received`` for the sweeper.  Transient failures
+  (processor unavailable) are retried with exponential backoff and jitter; after
+  ``WEBHOOK_MAX_ATTEMPTS`` the event is ``failed`` and ``webhook_processing_failed`` fires.
+* Notifications of change re-fetch each affected method from the processor — the payload's
+  card data is never trusted — and record a ``PaymentMethodChange``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .. import conf
+from ..models import Charge, Customer, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
+from ..processors import base as p
+from ..processors import get_processor
+from ..signals import payment_method_updated, vault_event, webhook_processing_failed
+from .payment_methods import promote_next_default
+
+logger = logging.getLogger("vault_wallets.events")
+
+METHOD_EVENTS = (p.EVENT_PAYMENT_METHOD_UPDATED, p.EVENT_PAYMENT_METHOD_CLOSED, p.EVENT_VERIFICATION_SUCCEEDED,
+                 p.EVENT_VERIFICATION_FAILED)
+CHARGE_EVENTS = (p.EVENT_CHARGE_SUCCEEDED, p.EVENT_CHARGE_FAILED, p.EVENT_CHARGE_REFUNDED, p.EVENT_CHARGE_VOIDED)
+_SECRET_HEADER_WORDS = ("signature", "secret", "token", "authorization", "cookie", "hmac", "api-key", "apikey")
+_KEPT_HEADERS_MAX = 40
+
+
+@dataclass(frozen=True)
+class VaultEvent:
+    """A normalized event, as the ``vault_event`` signal delivers it."""
+
+    account: str
+    processor: str
+    event: p.NormalizedEvent
+    webhook_event: WebhookEvent
+    payment_methods: tuple[SavedPaymentMethod, ...] = ()
+    charge: Charge | None = None
+
+    @property
+    def type(self) -> str:
+        return self.event.type
+
+
+class RetryLater(Exception):
+    def __init__(self, countdown: float, error: str):
+        self.countdown = countdown
+        super().__init__(error)
+
+
+@dataclass
+class _Outcome:
+    status: str = WebhookEvent.PROCESSED
+    notes: list[str] = field(default_factory=list)
+    chunks: list[list[int]] = field(default_factory=list)
+    signals: list[VaultEvent] = field(default_factory=list)
+    webhook_pk: int | None = None
+
+
+# -- receiving -------------------------------------------------------------------------------
+
+
+def sanitize_headers(headers: dict[str, str], processor: p.BaseProcessor) -> dict[str, str]:
+    secret_names = {h.lower() for h in getattr(processor, "webhook_secret_headers", ())}
+    kept = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        if lowered in secret_names or any(word in lowered for word in _SECRET_HEADER_WORDS):
+            continue
+        kept[lowered] = value[:500]
+        if len(kept) >= _KEPT_HEADERS_MAX:
+            break
+    return kept
+
+
+def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookRequest, event_id: str,
+                   event_type: str) -> tuple[WebhookEvent, bool]:
+    """Store a verified delivery; ``(event, created)`` — ``created`` is False for a duplicate.
+
+    Enqueues processing when the transaction commits (never inside the request).
+    """
+    from ..tasks import enqueue_event
+
+    stale = conf.get_setting("WEBHOOK_STALE_SECONDS")
+    try:
+        with transaction.atomic():
+            event = WebhookEvent.objects.create(
+                account=account, processor=processor.name, event_id=event_id[:255], event_type=event_type[:128],
+                remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
+                body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=stale),
+            )
+            transaction.on_commit(lambda: enqueue_event(event.pk))
+    except IntegrityError:
+        existing = WebhookEvent.objects.filter(account=account, event_id=event_id[:255]).first()
+        if existing is None:
+            raise
+        return existing, False
+    return event, True
+
+
+# -- processing ------------------------------------------------------------------------------
+
+
+def backoff_seconds(attempt: int) -> float:
+    """Exponential backoff with full jitter: up to base·2^(attempt-1), capped."""
+    base = conf.get_setting("WEBHOOK_RETRY_BACKOFF_SECONDS")
+    cap = conf.get_setting("WEBHOOK_RETRY_BACKOFF_MAX_SECONDS")
+    ceiling = min(cap, base * (2 ** max(attempt - 1, 0)))
+    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
+
+
+def _lock(queryset):
+    if connection.features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True)
+    return queryset.select_for_update()
+
+
+def process_event(pk: int, *, force: bool = False) -> str:
+    """Process stored event ``pk`` once; return its status.
+
+    Raises ``RetryLater`` after a transient failure that should be retried.  ``force``
+    reprocesses an event already processed or ignored (re-fetching is idempotent).
+    """
+    retry: RetryLater | None = None
+    with transaction.atomic():
+        event = _lock(WebhookEvent.objects.filter(pk=pk)).first()
+        if event is None:
+            return "busy"  # another worker holds it (or it does not exist)
+        if event.status in (WebhookEvent.PROCESSED, WebhookEvent.IGNORED) and not force:
+            return event.status
+        max_attempts = conf.get_setting("WEBHOOK_MAX_ATTEMPTS")
+        event.attempts += 1
+        event.status = WebhookEvent.PROCESSING
+        event.save(update_fields=["attempts", "status"])
+        try:
+            with transaction.atomic():
+                outcome = _handle(event)
+        except p.ProcessorUnavailable as exc:
+            delay = backoff_seconds(event.attempts)
+            _record_failure(event, exc, transient=True, delay=delay, max_attempts=max_attempts)
+            if event.status != WebhookEvent.FAILED:
+                retry = RetryLater(delay, exc.message)
+        except Exception as exc:  # a bug or an unexpected payload: keep the event, tell the shop
+            _record_failure(event, exc, transient=False, delay=backoff_seconds(event.attempts),
+                            max_attempts=max_attempts)
+        else:
+            event.status = outcome.status
+            event.notes = outcome.notes
+            event.processed_at = timezone.now()
+            event.next_attempt_at = None
+            event.last_error = event.last_traceback = ""
+            event.save()
+            _after_commit(outcome)
+    if retry is not None:
+        raise retry
+    return event.status
+
+
+def _record_failure(event: WebhookEvent, exc: Exception, *, transient: bool, delay: float,
+                    max_attempts: int) -> None:
+    message = getattr(exc, "message", "") or str(exc)
+    event.last_error = f"{type(exc).__name__}: {message}"[:2000]
+    event.last_traceback = "".join(traceback.format_exception(exc))[-10000:]
+    exhausted = event.attempts >= max_attempts
+    if transient and not exhausted:
+        event.status = WebhookEvent.RECEIVED
+    else:
+        event.status = WebhookEvent.FAILED
+    # The sweeper picks the event up again at next_attempt_at if the retry message is lost.
+    grace = conf.get_setting("WEBHOOK_STALE_SECONDS")
+    event.next_attempt_at = None if exhausted else timezone.now() + timedelta(seconds=delay + grace)
+    event.save()
+    logger.warning("webhook event %s (%s) attempt %s failed: %s", event.uid, event.event_type, event.attempts,
+                   event.last_error)
+    if event.status == WebhookEvent.FAILED:
+        transaction.on_commit(lambda: webhook_processing_failed.send(
+            sender=WebhookEvent, webhook_event=event, error=event.last_error))
+
+
+def _after_commit(outcome: _Outcome) -> None:
+    from ..tasks import enqueue_refresh_chunk
+
+    for vault in outcome.signals:
+        transaction.on_commit(lambda vault=vault: vault_event.send(sender=WebhookEvent, event=vault))
+    for chunk in outcome.chunks:
+        transaction.on_commit(lambda chunk=chunk, pk=outcome.webhook_pk: enqueue_refresh_chunk(pk, chunk))
+
+
+def _handle(event: WebhookEvent) -> _Outcome:
+    processor = get_processor(event.account)
+    request = p.WebhookRequest(headers=event.headers, body=event.body.encode("utf-8"),
+                               remote_addr=event.remote_addr or "", received_at=event.received_at)
+    outcome = _Outcome(webhook_pk=event.pk)
+    try:
+        normalized = processor.parse_webhook(request)
+    except p.WebhookVerificationError as exc:  # e.g. ProcessOut's re-fetch does not know the event
+        outcome.status = WebhookEvent.IGNORED
+        outcome.notes.append(f"not authenticated: {exc.reason}")
+        return outcome
+    handled = False
+    for item in normalized:
+        if item.type in METHOD_EVENTS:
+            handled = True
+            methods = _handle_method_event(event, processor, item, outcome)
+            outcome.signals.append(VaultEvent(event.account, processor.name, item, event, tuple(methods)))
+        elif item.type in CHARGE_EVENTS:
+            handled = True
+            charge = Charge.objects.filter(customer__account=event.account,
+                                           processor_reference=item.charge_reference).first() \
+                if item.charge_reference else None
+            if charge is None:
+                outcome.notes.append(f"{item.type}: no local charge for this processor reference")
+            outcome.signals.append(VaultEvent(event.account, processor.name, item, event, (), charge))
+        else:
+            outcome.notes.append(f"{item.processor_event_type or 'event'}: not a type vault_wallets acts on")
+            outcome.signals.append(VaultEvent(event.account, processor.name, item, event))
+    if not handled:
+        outcome.status = WebhookEvent.IGNORED
+    return outcome
+
+
+def _handle_method_event(event: WebhookEvent, processor: p.BaseProcessor, item: p.NormalizedEvent,
+                         outcome: _Outcome) -> list[SavedPaymentMethod]:
+    lookups = {SavedPaymentMethod.lookup_for(event.account, mid): mid for mid in item.payment_method_ids}
+    if not lookups and item.customer_id:
+        # A customer-level event (processors without per-method events): refresh its methods.
+        methods = list(SavedPaymentMethod.objects.visible().filter(
+            customer__account=event.account, customer__processor_customer_id=item.customer_id))
+    else:
+        methods = list(SavedPaymentMethod.objects.filter(customer__account=event.account,
+                                                         processor_lookup__in=list(lookups)))
+    found = {m.processor_lookup for m in methods}
+    unknown = [lookups[h] for h in lookups if h not in found]
+    if unknown:
+        outcome.notes.append(f"{len(unknown)} payment method id(s) unknown here")
+    chunk_size = conf.get_setting("NOC_CHUNK_SIZE")
+    if len(methods) > chunk_size:
+        pks = [m.pk for m in methods]
+        outcome.chunks.extend(pks[i:i + chunk_size] for i in range(0, len(pks), chunk_size))
+        outcome.notes.append(f"{len(methods)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
+        return methods
+    for method in methods:
+        refresh_payment_method(method, source_event=event, source=item.type)
+    return methods
+
+
+# -- refreshing one saved method -------------------------------------------------------------
+
+
+def _snapshot(method: SavedPaymentMethod) -> dict:
+    return {"brand": method.brand, "last4": method.last4, "exp_month": method.exp_month,
+            "exp_year": method.exp_year, "status": method.status, "verification_status": method.verification_status,
+            "is_default": method.is_default}
+
+
+def _status_from(fetched: p.VaultedMethod) -> str:
+    if fetched.status in (p.METHOD_CLOSED, p.METHOD_REMOVED):
+        return p.METHOD_CLOSED
+    if fetched.exp_year and fetched.exp_month:
+        today = date.today()
+        if (fetched.exp_year, fetched.exp_month) < (today.year, today.month):
+            return p.METHOD_EXPIRED
+    return p.METHOD_ACTIVE
+
+
+def refresh_payment_method(method: SavedPaymentMethod, *, source_event: WebhookEvent | None = None,
+                           source: str = "manual refresh") -> PaymentMethodChange | None:
+    """Re-fetch ``method`` from its processor and apply what changed; return the change, if any.
+
+    A method the processor no longer knows becomes ``closed``.  A closed or expired method stops
+    being the default and the newest chargeable one is promoted.  Raises
+    ``ProcessorUnavailable`` (retry later); writes nothing then.
+    """
+    customer = method.customer
+    processor = get_processor(customer.account)
+    try:
+        fetched = processor.fetch_payment_method(customer.processor_ref, method.processor_ref)
+    except p.NotFoundError:
+        fetched = None
+    with transaction.atomic():
+        Customer.objects.select_for_update().filter(pk=customer.pk).first()
+        current = SavedPaymentMethod.objects.select_for_update().get(pk=method.pk)
+        if current.status == p.METHOD_REMOVED:
+            return None
+        before = _snapshot(current)
+        if fetched is None:
+            current.status = p.METHOD_CLOSED
+        else:
+            current.brand = fetched.brand[:32] or current.brand
+            current.last4 = fetched.last4[-4:] or current.last4
+            current.exp_month = fetched.exp_month or current.exp_month
+            current.exp_year = fetched.exp_year or current.exp_year
+            if fetched.verification_status in p.VERIFICATION_STATUSES and \
+                    fetched.verification_status != p.VERIFICATION_UNKNOWN:
+                current.verification_status = fetched.verification_status
+            current.status = _status_from(fetched)
+        promoted = None
+        if current.is_default and not current.is_chargeable:
+            current.is_default = False
+        current.save()
+        if before["is_default"] and not current.is_default:
+            promoted = promote_next_default(customer)
+        after = _snapshot(current)
+        if after == before:
+            return None
+        change = PaymentMethodChange.objects.create(payment_method=current, source_event=source_event,
+                                                    source=source[:64], before=before, after=after)
+        transaction.on_commit(lambda: payment_method_updated.send(
+            sender=SavedPaymentMethod, payment_method=current, changes=change, promoted=promoted))
+    method.__dict__.update({k: getattr(current, k) for k in after})
+    return change
+
+
+def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
+    """Refresh several methods (one chunk of a large event); return how many changed."""
+    event = WebhookEvent.objects.filter(pk=webhook_pk).first() if webhook_pk else None
+    changed = 0
+    for method in SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks):
+        if refresh_payment_method(method, source_event=event,
+                                  source=event.event_type if event else "manual refresh") is not None:
+            changed += 1
+    return changed
+
+
+# -- sweeping ---------------------------------------------------------------------------------
+
+
+def due_events(now=None):
+    """Events that should be (re)processed now: left received/processing past their due time,
+    and failed ones below the attempt limit whose backoff has passed."""
+    now = now or timezone.now()
+    max_attempts = conf.get_setting("WEBHOOK_MAX_ATTEMPTS")
+    return WebhookEvent.objects.filter(
+        Q(status__in=[WebhookEvent.RECEIVED, WebhookEvent.PROCESSING])
+        | Q(status=WebhookEvent.FAILED, attempts__lt=max_attempts),
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True),
+    )
+
+
+def sweep(now=None, limit: int = 500) -> list[int]:
+    """Re-enqueue due events; return their pks."""
+    from ..tasks import enqueue_event
+
+    now = now or timezone.now()
+    stale = conf.get_setting("WEBHOOK_STALE_SECONDS")
+    pks = list(due_events(now).order_by("received_at").values_list("pk", flat=True)[:limit])
+    if pks:
+        WebhookEvent.objects.filter(pk__in=pks).update(next_attempt_at=now + timedelta(seconds=stale))
+        for pk in pks:
+            enqueue_event(pk)
+    return pks

@@ -47,6 +47,8 @@ _db_url = os.environ.get("DATABASE_URL")
 if _db_url:
     DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=0)}
     DATABASES["default"].setdefault("TEST", {})["NAME"] = os.environ.get("TEST_DATABASE_NAME", "test_vault_wallets")
+    if os.environ.get("VAULT_WORKER_DATABASE_NAME"):  # a Celery worker started by tests/test_worker.py
+        DATABASES["default"]["NAME"] = os.environ["VAULT_WORKER_DATABASE_NAME"]
 else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 
@@ -61,6 +63,10 @@ VAULT_WALLETS = {
         "default": {
             "PROCESSOR": "vault_wallets.processors.sandbox.SandboxProcessor",
             "OPTIONS": {"WEBHOOK_SECRETS": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]},
+        },
+        "stalling": {
+            "PROCESSOR": "tests.slow_processor.StallingSandboxProcessor",
+            "OPTIONS": {"WEBHOOK_SECRETS": ["whsec_c3RhbGxpbmctYWNjb3VudC1zZWNyZXQ="]},
         },
         "eu": {
             "PROCESSOR": "vault_wallets.processors.sandbox.SandboxProcessor",

@@ -78,7 +78,8 @@ def test_alg_none_is_401(issued):
 
 def test_wrong_key_is_401(issued):
     claims = jwt.decode(issued.token, options={"verify_signature": False})
-    assert bearer(jwt.encode(claims, "a-guessed-key-that-is-long-enough-32b", algorithm="HS256")).get("/wallet/api/me/").status_code == 401
+    forged = jwt.encode(claims, "a-guessed-key-that-is-long-enough-32b", algorithm="HS256")
+    assert bearer(forged).get("/wallet/api/me/").status_code == 401
 
 
 def test_revoked_tokens_are_401(issued, customer):

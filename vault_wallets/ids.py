@@ -8,6 +8,7 @@ import secrets
 
 from . import conf
 
+
 def new_uid(prefix: str) -> str:
     """``prefix_`` + 24 URL-safe characters (~143 bits of randomness)."""
     return f"{prefix}_{secrets.token_urlsafe(18)}"

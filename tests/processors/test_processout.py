@@ -201,13 +201,16 @@ def test_amount_parsing_edge_cases():
         to_minor_units("abc", "USD")
 
 
-def test_invoice_is_created_in_decimal_units(processout_fake, harness, customer):
+def test_invoice_is_created_in_decimal_units(processout_fake, customer):
+    harness = ProcessOutHarness(processout_fake, INVOICE_DEFAULTS={"merchant_initiator_type": "one-off",
+                                                                   "amount": "0.01"})
     method = vault(harness, customer)
     result = charge(harness.processor, customer, method, amount=123456, currency="JPY", reference="order-7",
                     description="Order 7")
     invoice = processout_fake.invoices[result.reference]
     assert (invoice["amount"], invoice["currency"], invoice["order_id"], invoice["name"]) == (
         "123456", "JPY", "order-7", "Order 7")
+    assert invoice["merchant_initiator_type"] == "one-off"
     assert result.amount == 123456 and result.amount_captured == 123456 and result.currency == "JPY"
 
 
@@ -248,12 +251,19 @@ def test_charge_default_without_default_token_is_an_error(harness, customer):
     assert info.value.message == "The customer has no default token."
 
 
-def test_make_default_and_customer_default_token(harness, processor, customer):
+def test_make_default_and_customer_default_token(processout_fake, harness, processor):
+    data = CustomerData(reference_id="ref-default", name="Alex Morales", currency="USD")
+    customer = CustomerRef(id=processor.create_customer(data).id)
     vault(harness, customer)
     second = vault(harness, customer, "5555555555554444", make_default=True, label="Work card")
     assert second.is_default and second.raw["metadata"] == {"label": "Work card"}
-    data = CustomerData(reference_id="ignored-for-update", name="Alex Morales", currency="USD")
-    assert processor.update_customer(customer, data).default_method_id == second.method_id
+    changes = CustomerData(reference_id="ref-default", name="Alex M. Morales", currency="USD",
+                           metadata={"vip": "yes"})
+    updated = processor.update_customer(customer, changes)
+    assert updated.default_method_id == second.method_id and "default_token_id" not in updated.raw
+    assert processout_fake.customers[customer.id]["metadata"] == {
+        "vip": "yes", "vault_wallets_reference_id": "ref-default", "vault_wallets_account": "po-test"}
+    assert processout_fake.customers[customer.id]["last_name"] == "M. Morales"
 
 
 # -- customers -----------------------------------------------------------------------------
@@ -296,7 +306,7 @@ def test_customer_scan_pages_through_the_newest_customers(processout_fake):
 
 def test_customer_currency_cannot_change(processor, customer):
     same = processor.update_customer(customer, CustomerData(reference_id="r", email="new@example.com",
-                                                            currency="USD"))
+                                                            currency="usd"))
     assert same.currency == "USD" and same.raw["email"] == "new@example.com"
     with pytest.raises(InvalidRequestError) as info:
         processor.update_customer(customer, CustomerData(reference_id="r", currency="EUR"))

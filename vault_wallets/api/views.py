@@ -26,6 +26,7 @@ from .authentication import CustomerTokenAuth, CustomerTokenAuthentication
 from .errors import exception_handler
 from .permissions import IsShopper
 
+
 def extend_schema(**kwargs):
     """drf-spectacular's ``extend_schema`` without requiring the shop's DEFAULT_SCHEMA_CLASS setting."""
 

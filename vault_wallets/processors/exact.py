@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -110,6 +111,7 @@ _CHARGE_EVENTS = {
     p.CHARGE_DECLINED: p.EVENT_CHARGE_FAILED,
     p.CHARGE_FAILED: p.EVENT_CHARGE_FAILED,
     p.CHARGE_REFUNDED: p.EVENT_CHARGE_REFUNDED,
+    p.CHARGE_VOIDED: p.EVENT_CHARGE_VOIDED,
 }
 
 
@@ -158,6 +160,15 @@ def sanitize(value: Any) -> Any:
     if isinstance(value, list):
         return [sanitize(item) for item in value]
     return value
+
+
+def without_values(value: Any, secrets: set[str]) -> Any:
+    """A copy of ``value`` with every string in ``secrets`` replaced by "[redacted]"."""
+    if isinstance(value, Mapping):
+        return {key: without_values(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [without_values(item, secrets) for item in value]
+    return "[redacted]" if isinstance(value, str) and value in secrets else value
 
 
 def error_message(body: Any, response: Any = None) -> tuple[str, str]:
@@ -258,9 +269,15 @@ def _address_body(address: AddressData) -> dict[str, Any]:
     return body
 
 
-def customer_body(data: CustomerData) -> dict[str, Any]:
-    """``NewCustomer``/``UpdateCustomer``: name, email, phone, addresses (+ the reference marker)."""
-    body: dict[str, Any] = {"name": data.name or data.email or data.reference_id}
+def customer_body(data: CustomerData, *, creating: bool = True) -> dict[str, Any]:
+    """``NewCustomer``/``UpdateCustomer``: name, email, phone, addresses (+ the reference marker).
+
+    ``name`` is required on create (falling back to the email, then the reference); an update
+    without one leaves Exact's as it is.
+    """
+    body: dict[str, Any] = {}
+    if data.name or creating:
+        body["name"] = data.name or data.email or data.reference_id
     if data.email:
         body["email"] = data.email
     if data.phone:
@@ -312,6 +329,32 @@ def _resource_id(event: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
+class _RedactUrlTokens(logging.Filter):
+    """Keep payment tokens out of urllib3's DEBUG request lines.
+
+    ``ProcessorHTTPClient`` logs route templates only, but urllib3 logs every request line
+    (``"GET /customer/…/payment-method/{token} HTTP/1.1"``) at DEBUG, and the path of every
+    retried request at WARNING.  Exact's tokens are UUIDs and must sit in paths, so UUIDs are
+    removed from those loggers' records.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_UUID_RE.sub("[redacted]", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = _UUID_RE.sub("[redacted]", record.msg)
+        return True
+
+
+def _install_url_log_filter() -> None:
+    # A logger's filters only see records logged on it, not on its children: each one that logs URLs.
+    for name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
+        urllib3_logger = logging.getLogger(name)
+        if not any(type(f).__name__ == _RedactUrlTokens.__name__ for f in urllib3_logger.filters):
+            urllib3_logger.addFilter(_RedactUrlTokens())
+
+
 # --------------------------------------------------------------------------------------
 # The processor
 # --------------------------------------------------------------------------------------
@@ -326,6 +369,12 @@ class ExactProcessor(BaseProcessor):
     supports_addresses = False
     required_options = ("API_TOKEN",)
     secret_options = ("API_TOKEN", "WEBHOOK_SECRET")
+    webhook_secret_headers = (DEFAULT_WEBHOOK_HEADER.lower(),)
+
+    def __init__(self, account: str, options: Mapping[str, Any] | None = None):
+        super().__init__(account, options)
+        # The configured header carries the shared secret: it must never be stored with a delivery.
+        self.webhook_secret_headers = (self.webhook_header.lower(),)
 
     # -- configuration -------------------------------------------------------------------
     def check_options(self) -> list[str]:
@@ -378,6 +427,7 @@ class ExactProcessor(BaseProcessor):
         if not token:
             raise p.AuthenticationError("OPTIONS is missing API_TOKEN", code="missing_credentials",
                                         processor=self.name)
+        _install_url_log_filter()
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=str(self.option("BASE_URL") or DEFAULT_BASE_URL),
@@ -450,7 +500,7 @@ class ExactProcessor(BaseProcessor):
 
     def update_customer(self, customer: CustomerRef, data: CustomerData) -> ProcessorCustomer:
         body = _json(self._call("PUT", "/customer/{customer_id}", {"customer_id": customer.id},
-                                json=customer_body(data)))
+                                json=customer_body(data, creating=False)))
         return self._customer(body or {"id": customer.id}, secret=customer.secret)
 
     def delete_customer(self, customer: CustomerRef) -> None:
@@ -676,10 +726,11 @@ class ExactProcessor(BaseProcessor):
         common = {"event_id": self._event_key(event), "processor_event_type": event["event"],
                   "customer_id": customer_id, "raw": sanitize(event), "occurred_at": _datetime(when)}
         kind, extra = p.EVENT_UNKNOWN, {}
-        if resource == "paymentmethod" and status == "success" and action in _METHOD_EVENTS:
-            token = _resource_id(event, "paymentMethod", "paymentMethodToken", "paymentToken")
-            if token:
-                kind, extra = _METHOD_EVENTS[action], {"payment_method_ids": (token,)}
+        token = _resource_id(event, "paymentMethod", "paymentMethodToken", "paymentToken")
+        if token:  # the method's id is its token: keep it out of the stored payload
+            common["raw"] = without_values(common["raw"], {token})
+        if resource == "paymentmethod" and status == "success" and action in _METHOD_EVENTS and token:
+            kind, extra = _METHOD_EVENTS[action], {"payment_method_ids": (token,)}
         elif resource == "customer" and status == "success" and action in _CUSTOMER_EVENTS and customer_id:
             kind = _CUSTOMER_EVENTS[action]
         elif resource == "payment" and action in _PAYMENT_ACTIONS:

@@ -43,6 +43,7 @@ from .base import (
     EVENT_CHARGE_FAILED,
     EVENT_CHARGE_REFUNDED,
     EVENT_CHARGE_SUCCEEDED,
+    EVENT_CHARGE_VOIDED,
     EVENT_CUSTOMER_UPDATED,
     EVENT_PAYMENT_METHOD_UPDATED,
     EVENT_UNKNOWN,
@@ -103,6 +104,7 @@ _EVENT_STATUS = {
     **{s: EVENT_CHARGE_SUCCEEDED for s in ("authorized", "pending", "posted", "settled")},
     **{s: EVENT_CHARGE_FAILED for s in ("failed", "returned", "reverse_n_s_f", "chargeback")},
     "reversed": EVENT_CHARGE_REFUNDED,
+    "voided": EVENT_CHARGE_VOIDED,
 }
 
 _ISSUERS = {
@@ -273,16 +275,31 @@ class PaySimpleProcessor(BaseProcessor):
     supports_addresses = False
     required_options = ("API_USERNAME", "API_KEY")
     secret_options = ("API_KEY", "WEBHOOK_SECRET")
+    webhook_secret_headers = (DEFAULT_SIGNATURE_HEADER,)
+
+    def __init__(self, account: str, options: Mapping[str, Any] | None = None):
+        super().__init__(account, options)
+        header = self.option("WEBHOOK_SIGNATURE_HEADER") or DEFAULT_SIGNATURE_HEADER
+        self.signature_header = str(header).lower()
+        self.webhook_secret_headers = (self.signature_header,)
 
     # -- configuration -----------------------------------------------------------------
     def check_options(self) -> list[str]:
         problems = super().check_options()
         if self.option("AUTH_SCHEME", AUTH_BASIC) not in AUTH_SCHEMES:
             problems.append(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}")
-        timeout = self.option("TIMEOUT", (5, 30))
-        if not (isinstance(timeout, (list, tuple)) and len(timeout) == 2):
-            problems.append("TIMEOUT must be a (connect, read) pair of seconds")
+        try:
+            self._timeout()
+        except (TypeError, ValueError):
+            problems.append("TIMEOUT must be seconds or a (connect, read) pair of seconds")
         return problems
+
+    def _timeout(self) -> tuple[float, float]:
+        timeout = self.option("TIMEOUT", (5, 30))
+        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+            return float(timeout), float(timeout)
+        connect, read = timeout
+        return float(connect), float(read)
 
     @cached_property
     def _http(self) -> ProcessorHTTPClient:
@@ -291,11 +308,10 @@ class PaySimpleProcessor(BaseProcessor):
             raise InvalidRequestError(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}",
                                       code="misconfigured", processor=self.name)
         _quiet_transport_paths()
-        connect, read = self.option("TIMEOUT", (5, 30))
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=self.option("BASE_URL") or SANDBOX_URL,
-            timeout=(float(connect), float(read)),
+            timeout=self._timeout(),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=(),  # PaySimple has none: POSTs are never retried
             default_headers={"Accept": "application/json"},
@@ -417,7 +433,10 @@ class PaySimpleProcessor(BaseProcessor):
         raise NotFoundError("PaySimple did not list the new account", processor=self.name)
 
     def _vault_error(self, response: requests.Response) -> Exception:
-        body = response.json() if response.content else None
+        try:
+            body = response.json() if response.content else None
+        except ValueError:
+            body = None
         message, code = _error_message(body, response)
         message = self._redact(message) or "PaySimple refused the payment token"
         kwargs = {"code": code or None, "http_status": response.status_code, "processor": self.name}
@@ -579,6 +598,9 @@ class PaySimpleProcessor(BaseProcessor):
             raise UnsupportedOperation("PaySimple refunds only the full amount of a payment",
                                        code="partial_refund_unsupported", processor=self.name)
         status = _status_key(payment.get("Status"))
+        if status in _FAILED_STATUSES:
+            raise InvalidRequestError(f"a payment in status {payment.get('Status')} cannot be refunded",
+                                      code="not_refundable", processor=self.name)
         if status == "settled":
             payment = self._call("PUT", "/v4/payment/{payment_id}/reverse", params={"payment_id": reference})
         elif status in _VOIDABLE_STATUSES and _voidable(payment):
@@ -659,9 +681,8 @@ class PaySimpleProcessor(BaseProcessor):
         secrets = self._webhook_secrets()
         if not secrets:
             raise WebhookVerificationError("webhook secret not configured")
-        header_name = str(self.option("WEBHOOK_SIGNATURE_HEADER") or DEFAULT_SIGNATURE_HEADER)
         try:
-            provided = str(request.header(header_name) or "").strip().lower()
+            provided = str(request.header(self.signature_header) or "").strip().lower()
             body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
         except Exception:  # a malformed delivery must only ever fail verification
             raise WebhookVerificationError("malformed delivery") from None
@@ -680,9 +701,12 @@ class PaySimpleProcessor(BaseProcessor):
         """Translate one message.
 
         * ``payment_*`` → ``charge.*`` by the payload's ``payment_status``;
-        * ``customer_updated`` → ``customer.updated`` plus ``payment_method.updated`` for every
-          account the customer has now (re-fetched): PaySimple sends no event when its account
-          updater changes a card, so a customer update is the prompt to re-read the accounts;
+        * ``customer_updated`` → ``customer.updated``, a customer-level ``payment_method.updated``
+          (no ids: refresh every method saved for the customer, which is how a card PaySimple's
+          account updater removed is found closed) and a ``payment_method.updated`` naming every
+          account PaySimple lists for the customer now.  PaySimple sends no event of its own when
+          the account updater changes a card;
+        * ``customer_deleted`` → the customer-level ``payment_method.updated`` (its accounts are gone);
         * anything else → ``unknown``.
         """
         message = _webhook_message(request)
@@ -708,8 +732,12 @@ class PaySimpleProcessor(BaseProcessor):
                     pass
             reference = str(data["payment_id"])
             return [NormalizedEvent(type=kind, charge_reference=reference, data=facts, **common)]
-        if event_type == "customer_updated" and common["customer_id"]:
-            events = [NormalizedEvent(type=EVENT_CUSTOMER_UPDATED, **common)]
+        if event_type in ("customer_updated", "customer_deleted") and common["customer_id"]:
+            reason = {"reason": event_type}
+            refresh_all = NormalizedEvent(type=EVENT_PAYMENT_METHOD_UPDATED, data=reason, **common)
+            if event_type == "customer_deleted":
+                return [refresh_all]
+            events = [NormalizedEvent(type=EVENT_CUSTOMER_UPDATED, **common), refresh_all]
             try:
                 methods = self.list_payment_methods(CustomerRef(id=common["customer_id"]))
             except NotFoundError:
@@ -717,7 +745,7 @@ class PaySimpleProcessor(BaseProcessor):
             if methods:
                 events.append(NormalizedEvent(
                     type=EVENT_PAYMENT_METHOD_UPDATED, payment_method_ids=tuple(m.method_id for m in methods),
-                    data={"reason": "customer_updated: accounts re-fetched"}, **common))
+                    data=reason, **common))
             return events
         return [NormalizedEvent(type=EVENT_UNKNOWN, **common)]
 

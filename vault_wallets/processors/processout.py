@@ -123,10 +123,12 @@ def to_minor_units(value: Any, currency: str) -> int:
     try:
         amount = Decimal(str(value))
     except InvalidOperation:
+        amount = Decimal("NaN")
+    if not amount.is_finite():
         raise ProcessorUnavailable(
             "ProcessOut answered with an amount that is not a number", code="bad_response",
             processor="processout",
-        ) from None
+        )
     return int(amount.scaleb(currency_exponent(currency)).to_integral_value(rounding=ROUND_HALF_UP))
 
 
@@ -200,9 +202,12 @@ class _RedactUrllib3Paths(logging.Filter):
     _RELATIVE = re.compile(r"(?<=[\s'\"])/[^\s'\"]*")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        message = self._RELATIVE.sub("/[path]", self._ABSOLUTE.sub(r"\1/[path]", message))
-        record.msg, record.args = message, ()
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's problem to report, not ours to raise
+            return True
+        record.msg = self._RELATIVE.sub("/[path]", self._ABSOLUTE.sub(r"\1/[path]", message))
+        record.args = ()
         return True
 
 
@@ -456,12 +461,12 @@ class ProcessOutProcessor(BaseProcessor):
             raise InvalidRequestError("the amount must be positive", processor=self.name)
         key = request.idempotency_key
         invoice = {
+            **(self.option("INVOICE_DEFAULTS") or {}),  # e.g. merchant_initiator_type, statement_descriptor
             "name": request.description or request.reference or "vault_wallets charge",
             "amount": to_decimal_amount(request.amount, request.currency),
             "currency": request.currency.upper(),
             "customer_id": request.customer.id,
             **({"order_id": request.reference} if request.reference else {}),
-            **(self.option("INVOICE_DEFAULTS") or {}),
         }
         body = self._call("POST", "/invoices", json=invoice, key=f"{key}:invoice" if key else "")
         invoice_id = str(self._object(body, "invoice").get("id") or "")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -268,7 +267,7 @@ class FakeServer:
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a simulated timeout)
         handler.close_connection = True
 

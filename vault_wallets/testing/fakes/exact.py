@@ -75,6 +75,10 @@ _PARTNER_RE = re.compile(r"^/account/(?P<account>[^/]+)(?P<rest>/.+)$")
 _SORT_RE = re.compile(r"^\$sort\[(?P<field>[A-Za-z_.]+)\]$")
 
 
+class _NotFound(Exception):
+    """Answered as Exact's 404 with this message."""
+
+
 class _Invalid(Exception):
     """A request body or query failed validation: answered as Exact's 400 with ``pathIssues``."""
 
@@ -209,6 +213,8 @@ class ExactFake(FakeServer):
             return super().handle(request)
         except _Invalid as exc:
             return self.error(400, "Client request body failed validation", issues=[exc.issue])
+        except _NotFound as exc:
+            return self.error(404, str(exc))
 
     def _body(self, request: FakeRequest) -> dict[str, Any]:
         body = request.json()
@@ -296,9 +302,11 @@ class ExactFake(FakeServer):
                               "card": pending["card"], "createdAt": _now(), "updatedAt": _now()}, 201)
 
     # -- customers ------------------------------------------------------------------------------
-    def _customer_or_404(self, customer_id: str) -> dict[str, Any] | FakeResponse:
+    def _customer_or_404(self, customer_id: str) -> dict[str, Any]:
         customer = self.customers.get(customer_id)
-        return customer if customer is not None else self.error(404, "Customer not found")
+        if customer is None:
+            raise _NotFound("Customer not found")
+        return customer
 
     @staticmethod
     def _customer_fields(body: dict[str, Any], *, creating: bool) -> dict[str, Any]:
@@ -339,23 +347,18 @@ class ExactFake(FakeServer):
 
     @route("GET", "/customer/{customer_id}")
     def get_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
-        customer = self._customer_or_404(customer_id)
-        return customer if isinstance(customer, FakeResponse) else json_response(_public(customer))
+        return json_response(_public(self._customer_or_404(customer_id)))
 
     @route("PUT", "/customer/{customer_id}")
     def update_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
         customer = self._customer_or_404(customer_id)
-        if isinstance(customer, FakeResponse):
-            return customer
         customer.update(self._customer_fields(self._body(request), creating=False), updatedAt=_now())
         self.record_event("customers.update", customer=customer_id)
         return json_response(_public(customer))
 
     @route("DELETE", "/customer/{customer_id}")
     def delete_customer(self, request: FakeRequest, customer_id: str) -> FakeResponse:
-        customer = self._customer_or_404(customer_id)
-        if isinstance(customer, FakeResponse):
-            return customer
+        self._customer_or_404(customer_id)
         del self.customers[customer_id]
         for token in [t for t, m in self.methods.items() if m["customerId"] == customer_id]:
             del self.methods[token]
@@ -376,8 +379,6 @@ class ExactFake(FakeServer):
     @route("POST", "/customer/{customer_id}/payment-method")
     def link_payment_method(self, request: FakeRequest, customer_id: str) -> FakeResponse:
         customer = self._customer_or_404(customer_id)
-        if isinstance(customer, FakeResponse):
-            return customer
         body = self._body(request)
         token = _require_str(body, "token")
         label = _optional(body, "label", str, "string")
@@ -408,9 +409,7 @@ class ExactFake(FakeServer):
 
     @route("GET", "/customer/{customer_id}/payment-method")
     def list_payment_methods(self, request: FakeRequest, customer_id: str) -> FakeResponse:
-        customer = self._customer_or_404(customer_id)
-        if isinstance(customer, FakeResponse):
-            return customer
+        self._customer_or_404(customer_id)
         return self._page(request, self._customer_methods(customer_id))
 
     @route("GET", "/customer-token/{customer_token}/payment-method")
@@ -418,30 +417,25 @@ class ExactFake(FakeServer):
         for customer in self.customers.values():
             if hmac.compare_digest(customer["token"].encode(), customer_token.encode()):
                 return self._page(request, self._customer_methods(customer["id"]))
-        return self.error(404, "Customer not found")
+        raise _NotFound("Customer not found")
 
-    def _linked(self, customer_id: str, token: str) -> dict[str, Any] | FakeResponse:
-        customer = self._customer_or_404(customer_id)
-        if isinstance(customer, FakeResponse):
-            return customer
+    def _linked(self, customer_id: str, token: str) -> dict[str, Any]:
+        self._customer_or_404(customer_id)
         if token == "default":
             method = next((m for m in self._customer_methods(customer_id) if m["isDefault"]), None)
         else:
             method = self.methods.get(token)
         if method is None or method["customerId"] != customer_id:
-            return self.error(404, "Payment method not found")
+            raise _NotFound("Payment method not found")
         return method
 
     @route("GET", "/customer/{customer_id}/payment-method/{token}")
     def get_payment_method(self, request: FakeRequest, customer_id: str, token: str) -> FakeResponse:
-        method = self._linked(customer_id, token)
-        return method if isinstance(method, FakeResponse) else json_response(self._method_view(method))
+        return json_response(self._method_view(self._linked(customer_id, token)))
 
     @route("DELETE", "/customer/{customer_id}/payment-method/{token}")
     def unlink_payment_method(self, request: FakeRequest, customer_id: str, token: str) -> FakeResponse:
         method = self._linked(customer_id, token)
-        if isinstance(method, FakeResponse):
-            return method
         del self.methods[method["token"]]  # the default is not moved to another method
         self.record_event("payment-methods.delete", customer=customer_id, paymentMethod=method["token"])
         return FakeResponse(204)
@@ -555,14 +549,17 @@ class ExactFake(FakeServer):
 
     @route("GET", "/payments/{payment_id}")
     def get_payment(self, request: FakeRequest, payment_id: str) -> FakeResponse:
-        record = self.payments.get(payment_id)
-        return json_response(record) if record else self.error(404, "Payment not found")
+        return json_response(self._payment(payment_id))
 
-    def _referenced(self, request: FakeRequest, payment_id: str) -> tuple[dict[str, Any], int] | FakeResponse:
+    def _payment(self, payment_id: str) -> dict[str, Any]:
+        record = self.payments.get(payment_id)
+        if record is None:
+            raise _NotFound("Payment not found")
+        return record
+
+    def _referenced(self, request: FakeRequest, payment_id: str) -> tuple[dict[str, Any], int]:
         """The original payment and amount of a ``ReferencedPayment`` body (amount + authorization)."""
-        original = self.payments.get(payment_id)
-        if original is None:
-            return self.error(404, "Payment not found")
+        original = self._payment(payment_id)
         body = self._body(request)
         amount = _require_int(body, "amount")
         authorization = _require_str(body, "authorization")
@@ -576,10 +573,7 @@ class ExactFake(FakeServer):
 
     @route("POST", "/payments/{payment_id}/capture")
     def capture_payment(self, request: FakeRequest, payment_id: str) -> FakeResponse:
-        found = self._referenced(request, payment_id)
-        if isinstance(found, FakeResponse):
-            return found
-        original, amount = found
+        original, amount = self._referenced(request, payment_id)
         if original["type"] != "authorization" or original["captured"] or original["voided"]:
             return self._refused("captured")
         record = self._record("capture", amount, captured=True,
@@ -591,10 +585,7 @@ class ExactFake(FakeServer):
 
     @route("POST", "/payments/{payment_id}/refund")
     def refund_payment(self, request: FakeRequest, payment_id: str) -> FakeResponse:
-        found = self._referenced(request, payment_id)
-        if isinstance(found, FakeResponse):
-            return found
-        original, amount = found
+        original, amount = self._referenced(request, payment_id)
         if original["type"] not in ("payment", "capture") or not original["captured"] or original["voided"]:
             return self._refused("refunded")
         details = original["refundDetails"]
@@ -608,10 +599,7 @@ class ExactFake(FakeServer):
 
     @route("POST", "/payments/{payment_id}/void")
     def void_payment(self, request: FakeRequest, payment_id: str) -> FakeResponse:
-        found = self._referenced(request, payment_id)
-        if isinstance(found, FakeResponse):
-            return found
-        original, amount = found
+        original, amount = self._referenced(request, payment_id)
         voidable = original["type"] == "payment" or (
             original["type"] == "authorization" and not original["captured"])
         if not voidable or original["voided"] or original["refunded"]:

@@ -133,10 +133,13 @@ class PaySimpleFake(FakeServer):
         self.payment_tokens: dict[str, dict[str, Any]] = {}
         self.requests: list[FakeRequest] = []
         self._slow: dict[tuple[str, str], float] = {}
-        self._customer_ids = itertools.count(8053900)
-        self._account_ids = itertools.count(7313702)
-        self._payment_ids = itertools.count(2500001)
         self._jwt_key = secrets.token_bytes(32)
+        if not hasattr(self, "_customer_ids"):
+            # Ids are never reused, across resets too (a request hung by an earlier test that wakes
+            # up after a reset must not land on a new test's objects).
+            self._customer_ids = itertools.count(8053900)
+            self._account_ids = itertools.count(7313702)
+            self._payment_ids = itertools.count(2500001)
 
     # -- wire format ---------------------------------------------------------------------
     def envelope(self, response: Any, status: int = 200, paging: dict | None = None) -> FakeResponse:

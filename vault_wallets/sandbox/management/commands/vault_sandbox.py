@@ -36,7 +36,7 @@ class Command(BaseCommand):
         outcome.add_argument("--succeed", action="store_true")
         outcome.add_argument("--fail", action="store_true")
         for command in (noc, verify):
-            command.add_argument("--url", help="webhook URL (default: %s)" % DEFAULT_URL)
+            command.add_argument("--url", help=f"webhook URL (default: {DEFAULT_URL})")
 
     def handle(self, *args, action, method, url=None, **options):
         saved = SavedPaymentMethod.objects.select_related("customer").filter(uid=method).first()

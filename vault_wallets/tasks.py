@@ -4,8 +4,8 @@ Recommended worker settings (see "Running Celery in production"): Redis broker,
 ``task_acks_late = True``, ``task_reject_on_worker_lost = True``, ``worker_prefetch_multiplier = 1``,
 and the beat schedule below so nothing is lost::
 
-    from vault_wallets.tasks import BEAT_SCHEDULE
-    app.conf.beat_schedule = {**BEAT_SCHEDULE, **your_schedule}
+    from vault_wallets.beat import BEAT_SCHEDULE   # importable from settings.py
+    CELERY_BEAT_SCHEDULE = {**BEAT_SCHEDULE, **your_schedule}
 """
 
 from __future__ import annotations
@@ -14,17 +14,10 @@ import logging
 
 from celery import shared_task
 
+from .beat import BEAT_SCHEDULE  # noqa: F401  (re-exported)
 from .services import events
 
 logger = logging.getLogger("vault_wallets.tasks")
-
-BEAT_SCHEDULE = {
-    "vault-wallets-sweep-webhook-events": {
-        "task": "vault_wallets.tasks.sweep_webhook_events",
-        "schedule": 60.0,
-    },
-}
-
 
 @shared_task(bind=True, name="vault_wallets.tasks.process_webhook_event", acks_late=True,
              reject_on_worker_lost=True, ignore_result=True, max_retries=None)

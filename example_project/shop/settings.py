@@ -55,7 +55,9 @@ if os.environ.get("DATABASE_URL"):
 
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
 else:
-    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
+                             "OPTIONS": {"timeout": 20}}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
@@ -86,7 +88,7 @@ LOGGING = {
 }
 
 # Celery: eager without a broker (zero setup); the production settings with one.
-from vault_wallets.tasks import BEAT_SCHEDULE  # noqa: E402
+from vault_wallets.beat import BEAT_SCHEDULE  # noqa: E402
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL

@@ -128,6 +128,10 @@ class SavedPaymentMethodQuerySet(models.QuerySet):
     def chargeable(self):
         return self.filter(status=p.METHOD_ACTIVE).exclude(verification_status=p.VERIFICATION_FAILED)
 
+    def for_display(self):
+        """Without the encrypted columns: listing never decrypts a token it does not show."""
+        return self.defer("processor_token", "processor_method_id", "processor_data")
+
 
 class SavedPaymentMethod(models.Model):
     uid = models.CharField(max_length=40, unique=True, default=ids.new_payment_method_uid, editable=False)

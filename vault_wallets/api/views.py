@@ -108,7 +108,7 @@ class PaymentMethodListView(VaultAPIView):
     @extend_schema(responses={200: s.PaymentMethodListSerializer, **ERRORS}, summary="List saved payment methods",
                    operation_id="payment_methods_list")
     def get(self, request, *args, **kwargs):
-        methods = SavedPaymentMethod.objects.visible().filter(customer=self.get_customer())
+        methods = SavedPaymentMethod.objects.visible().for_display().filter(customer=self.get_customer())
         return Response({"results": s.PaymentMethodSerializer(methods, many=True).data})
 
     @extend_schema(request=s.PaymentMethodCreateSerializer,

@@ -37,7 +37,7 @@ def vault_payment_methods(context, account: str | None = None):
     customer = _customer(context, account)
     if customer is None:
         return []
-    return list(SavedPaymentMethod.objects.visible().filter(customer=customer))
+    return list(SavedPaymentMethod.objects.visible().for_display().filter(customer=customer))
 
 
 @register.filter

@@ -77,10 +77,12 @@ def delivery(headers: dict, body: bytes) -> WebhookRequest:
 
 
 class CaselleHarness(ConformanceHarness):
-    # charge(capture=False) + capture work (tested below), but Caselle has no void.
-    supports_authorize = False
+    # charge(capture=False) + capture work, but Caselle has no void.
+    supports_authorize = True
+    supports_void = False
     supports_refund = True
     supports_charge_default = True
+    hang_seconds = 1.0
 
     def __init__(self, fake: CaselleFake, **extra):
         self.fake = fake
@@ -105,12 +107,6 @@ class CaselleHarness(ConformanceHarness):
         signature = request.headers["x-webhook-signature"]
         flipped = signature[:-1] + ("0" if signature[-1] != "0" else "1")
         return WebhookRequest(headers={**request.headers, "x-webhook-signature": flipped}, body=request.body)
-
-    def fail_next(self, status: int = 503, count: int = 10) -> None:
-        self.fake.faults.fail_next(status, count)
-
-    def hang_next(self, count: int = 10) -> None:
-        self.fake.faults.hang_next(1.0, count)
 
 
 class TestCaselleConformance(ProcessorConformance):

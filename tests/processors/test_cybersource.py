@@ -38,8 +38,6 @@ from vault_wallets.processors.cybersource import (
     error_message,
     parse_webhook_signature,
     sign_request,
-    to_decimal_string,
-    to_minor,
     webhook_signature,
 )
 from vault_wallets.testing.conformance import (
@@ -59,6 +57,8 @@ CARDS = {CARD_OK: "4242424242424242", CARD_OK_OTHER: "5555555555554444", CARD_DE
 
 
 class CyberSourceHarness(ConformanceHarness):
+    hang_seconds = 1.0
+
     def __init__(self, fake: CyberSourceFake, **options):
         self.fake = fake
         self.processor = CyberSourceProcessor(
@@ -83,12 +83,6 @@ class CyberSourceHarness(ConformanceHarness):
 
     def tamper(self, request: WebhookRequest) -> WebhookRequest:
         return WebhookRequest(headers=request.headers, body=request.body.replace(b"tms.", b"tmz."))
-
-    def fail_next(self, status: int = 503, count: int = 10) -> None:
-        self.fake.faults.fail_next(status, count)
-
-    def hang_next(self, count: int = 10) -> None:
-        self.fake.faults.hang_next(1.0, count)
 
 
 @pytest.fixture
@@ -299,30 +293,7 @@ def test_malformed_shared_secret_is_reported_by_check_options_and_on_use():
     ]
 
 
-# -- amounts -----------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("amount", "currency", "text"),
-    [
-        (1999, "USD", "19.99"),
-        (5, "usd", "0.05"),
-        (0, "USD", "0.00"),
-        (1999, "JPY", "1999"),
-        (1234, "KWD", "1.234"),
-        (100000000001, "EUR", "1000000000.01"),
-    ],
-)
-def test_amount_conversion_is_exact(amount, currency, text):
-    assert to_decimal_string(amount, currency) == text
-    assert to_minor(text, currency) == amount
-
-
-def test_to_minor_refuses_inexact_amounts():
-    with pytest.raises(ValueError):
-        to_minor("19.999", "USD")
-    with pytest.raises(ValueError):
-        to_minor("abc", "USD")
+# -- amounts (conversion itself: tests/processors/test_money.py) ----------------------------------
 
 
 def test_charge_sends_decimal_amount_and_reads_it_back(processor, harness, customer):

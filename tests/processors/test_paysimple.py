@@ -97,12 +97,6 @@ class PaySimpleHarness(ConformanceHarness):
         flipped = ("0" if signature[0] != "0" else "1") + signature[1:]
         return WebhookRequest(headers={**request.headers, SIGNATURE_HEADER: flipped}, body=request.body)
 
-    def fail_next(self, status: int = 503, count: int = 10) -> None:
-        self.fake.faults.fail_next(status, count)
-
-    def hang_next(self, count: int = 10) -> None:
-        self.fake.faults.hang_next(1.5, count)
-
 
 class TestPaySimpleConformance(ProcessorConformance):
     @pytest.fixture(params=["basic", "psserver"])

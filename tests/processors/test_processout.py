@@ -29,7 +29,8 @@ from vault_wallets.processors.base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from vault_wallets.processors.processout import ProcessOutProcessor, to_decimal_amount, to_minor_units
+from vault_wallets.processors.money import to_major_string
+from vault_wallets.processors.processout import ProcessOutProcessor, to_minor_units
 from vault_wallets.testing.conformance import (
     CARD_DECLINE,
     CARD_OK,
@@ -78,12 +79,6 @@ class ProcessOutHarness(ConformanceHarness):
         body = json.loads(request.body)
         body["event_id"] = "ev_" + uuid.uuid4().hex  # an event ProcessOut never fired
         return WebhookRequest(headers=request.headers, body=json.dumps(body).encode())
-
-    def fail_next(self, status: int = 503, count: int = 10) -> None:
-        self.fake.faults.fail_next(status, count)
-
-    def hang_next(self, count: int = 10) -> None:
-        self.fake.faults.hang_next(1.5, count)
 
 
 class TestProcessOutConformance(ProcessorConformance):
@@ -188,7 +183,7 @@ def test_fake_rejects_bad_or_missing_credentials_with_processout_401(processout_
     (500, "JPY", "500"), (1234, "KWD", "1.234"), (1, "BHD", "0.001"),
 ])
 def test_amounts_convert_exactly(minor, currency, text):
-    assert to_decimal_amount(minor, currency) == text
+    assert to_major_string(minor, currency) == text
     assert to_minor_units(text, currency) == minor
 
 

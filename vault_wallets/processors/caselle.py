@@ -82,7 +82,7 @@ from .base import (
     WebhookVerificationError,
     _repr_without,
 )
-from .http import ProcessorHTTPClient, redact
+from .http import ProcessorHTTPClient, parse_timeout, redact
 
 DEFAULT_BASE_URL = "https://api.govifi.com"
 DEFAULT_SCOPE = "com.govineer.payments/admin"
@@ -437,13 +437,10 @@ class CaselleProcessor(BaseProcessor):
         ]
 
     def _client(self, base_url: str, idempotency_headers: Iterable[str], headers: Mapping[str, str]):
-        timeout = self.option("TIMEOUT", (5, 30))
-        if isinstance(timeout, (int, float)):
-            timeout = (timeout, timeout)
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=base_url,
-            timeout=(float(timeout[0]), float(timeout[1])),
+            timeout=parse_timeout(self.option("TIMEOUT")),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=tuple(idempotency_headers),
             default_headers={"Accept": "application/json", **headers},

@@ -37,7 +37,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from email.utils import formatdate
 from functools import cached_property
 from typing import Any
@@ -85,7 +84,8 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from .http import ProcessorHTTPClient, redact
+from .http import ProcessorHTTPClient, parse_timeout, redact
+from .money import to_major_string, to_minor
 
 logger = logging.getLogger("vault_wallets.processors.cybersource")
 
@@ -226,34 +226,8 @@ def parse_webhook_signature(header: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------
-# Amounts and small helpers
+# Small helpers (amounts: ``vault_wallets.processors.money``)
 # --------------------------------------------------------------------------------------
-
-_ZERO_DECIMAL = frozenset("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split())
-_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
-
-
-def currency_exponent(currency: str) -> int:
-    code = (currency or "").upper()
-    return 0 if code in _ZERO_DECIMAL else 3 if code in _THREE_DECIMAL else 2
-
-
-def to_decimal_string(amount: int, currency: str) -> str:
-    """Integer minor units → CyberSource's decimal string (1999 USD → ``"19.99"``)."""
-    exponent = currency_exponent(currency)
-    return f"{Decimal(int(amount)).scaleb(-exponent):.{exponent}f}"
-
-
-def to_minor(value: Any, currency: str) -> int:
-    """CyberSource's decimal string → integer minor units, exactly (``ValueError`` otherwise)."""
-    try:
-        scaled = Decimal(str(value).strip()).scaleb(currency_exponent(currency))
-    except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"{value!r} has more decimals than {currency} allows")
-    return int(scaled)
-
 
 #: TMS / Payments card type codes.
 CARD_BRANDS = {
@@ -403,28 +377,6 @@ def error_message(body: Any, response: requests.Response) -> tuple[str, str]:
     return message, str(info.get("reason") or body.get("status") or "")
 
 
-class _IdsOutOfUrllib3Lines(logging.Filter):
-    """urllib3 logs each request line with its filled-in path at DEBUG (and retried paths at
-    WARNING); TMS paths carry customer and payment-instrument ids.  Ids become ``[id]``."""
-
-    _ID = re.compile(r"/(?:[0-9A-Fa-f]{32}|\d{6,})(?=[/?\s\"']|$)")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's to report
-            return True
-        record.msg, record.args = self._ID.sub("/[id]", message), ()
-        return True
-
-
-def _quiet_urllib3() -> None:
-    for name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
-        target = logging.getLogger(name)
-        if not any(isinstance(f, _IdsOutOfUrllib3Lines) for f in target.filters):
-            target.addFilter(_IdsOutOfUrllib3Lines())
-
-
 # --------------------------------------------------------------------------------------
 # Memo: facts CyberSource cannot answer in one call
 # --------------------------------------------------------------------------------------
@@ -547,12 +499,10 @@ class CyberSourceProcessor(BaseProcessor):
     @cached_property
     def http(self) -> ProcessorHTTPClient:
         self.signer  # noqa: B018 - fail early on a malformed secret
-        _quiet_urllib3()
-        connect, read = self.option("TIMEOUT", (5, 30))
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=self.option("BASE_URL") or SANDBOX_URL,
-            timeout=(float(connect), float(read)),
+            timeout=parse_timeout(self.option("TIMEOUT")),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=(),  # CyberSource REST has no idempotency key: POST/PATCH are never retried
             error_message=error_message,
@@ -692,7 +642,7 @@ class CyberSourceProcessor(BaseProcessor):
             raise TemporaryTokenError("no transient token was given", processor=self.name)
         currency = str(self.option("VERIFICATION_CURRENCY", "USD")).upper()
         order: dict[str, Any] = {
-            "amountDetails": {"totalAmount": to_decimal_string(0, currency), "currency": currency}
+            "amountDetails": {"totalAmount": to_major_string(0, currency), "currency": currency}
         }
         bill_to = _address_fields(request.billing_address, request.holder_name)
         if bill_to:
@@ -1066,7 +1016,7 @@ class CyberSourceProcessor(BaseProcessor):
                 "the amount must be positive", code="invalid_amount", processor=self.name
             )
         currency = currency.upper()
-        return {"totalAmount": to_decimal_string(amount, currency), "currency": currency}
+        return {"totalAmount": to_major_string(amount, currency), "currency": currency}
 
     def _follow_on(
         self,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -57,7 +56,7 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from .http import ProcessorHTTPClient, redact
+from .http import ProcessorHTTPClient, parse_timeout, redact
 
 DEFAULT_BASE_URL = "https://api.exactpaysandbox.com"
 PRODUCTION_BASE_URL = "https://api-p2.exactpay.com"
@@ -329,32 +328,6 @@ def _resource_id(event: Mapping[str, Any], *keys: str) -> str:
     return ""
 
 
-class _RedactUrlTokens(logging.Filter):
-    """Keep payment tokens out of urllib3's DEBUG request lines.
-
-    ``ProcessorHTTPClient`` logs route templates only, but urllib3 logs every request line
-    (``"GET /customer/…/payment-method/{token} HTTP/1.1"``) at DEBUG, and the path of every
-    retried request at WARNING.  Exact's tokens are UUIDs and must sit in paths, so UUIDs are
-    removed from those loggers' records.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_UUID_RE.sub("[redacted]", arg) if isinstance(arg, str) else arg
-                                for arg in record.args)
-        if isinstance(record.msg, str):
-            record.msg = _UUID_RE.sub("[redacted]", record.msg)
-        return True
-
-
-def _install_url_log_filter() -> None:
-    # A logger's filters only see records logged on it, not on its children: each one that logs URLs.
-    for name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager"):
-        urllib3_logger = logging.getLogger(name)
-        if not any(type(f).__name__ == _RedactUrlTokens.__name__ for f in urllib3_logger.filters):
-            urllib3_logger.addFilter(_RedactUrlTokens())
-
-
 # --------------------------------------------------------------------------------------
 # The processor
 # --------------------------------------------------------------------------------------
@@ -393,7 +366,7 @@ class ExactProcessor(BaseProcessor):
         if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
             problems.append("CURRENCY must be a three-letter ISO 4217 code")
         try:
-            self._timeout()
+            parse_timeout(self.option("TIMEOUT"))
         except (TypeError, ValueError):
             problems.append("TIMEOUT must be a number of seconds or a (connect, read) pair")
         return problems
@@ -405,13 +378,6 @@ class ExactProcessor(BaseProcessor):
     @property
     def webhook_header(self) -> str:
         return str(self.option("WEBHOOK_HEADER") or DEFAULT_WEBHOOK_HEADER)
-
-    def _timeout(self) -> tuple[float, float]:
-        value = self.option("TIMEOUT", (5, 30))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), float(value)
-        connect, read = value
-        return float(connect), float(read)
 
     def _webhook_secrets(self) -> list[str]:
         value = self.option("WEBHOOK_SECRET")
@@ -427,11 +393,10 @@ class ExactProcessor(BaseProcessor):
         if not token:
             raise p.AuthenticationError("OPTIONS is missing API_TOKEN", code="missing_credentials",
                                         processor=self.name)
-        _install_url_log_filter()
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=str(self.option("BASE_URL") or DEFAULT_BASE_URL),
-            timeout=self._timeout(),
+            timeout=parse_timeout(self.option("TIMEOUT")),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=(),  # Exact documents none: a POST is never retried
             default_headers={"Authorization": str(token), "Accept": "application/json"},

@@ -8,8 +8,12 @@
 * Transport failures and 5xx become ``ProcessorUnavailable``; 401/403
   ``AuthenticationError``; 404 ``NotFoundError``; other 4xx ``InvalidRequestError``, each
   with the processor's own message (extracted by the processor) after ``redact``.
+* Timeouts (also a read timeout urllib3 gave up retrying) become ``ProcessorUnavailable``
+  with ``code="timeout"``; other transport failures ``code="connection_error"``.
 * Log lines name the method, the route *template* (``/customer/{id}/payment-method/{token}``,
   never the filled-in path), the status and the duration: no header, body, query or id.
+  urllib3's own loggers print filled-in paths (DEBUG, and WARNING on retries); building a
+  client's session installs ``RedactPathsFilter`` on them, which keeps only the host.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
 
 from .base import (
@@ -39,6 +45,10 @@ logger = logging.getLogger("vault_wallets.processors.http")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 KEYED_METHODS = SAFE_METHODS | {"POST", "PATCH"}
 RETRY_STATUSES = (429, 502, 503, 504)
+DEFAULT_TIMEOUT = (5.0, 30.0)
+
+#: urllib3's loggers that print request paths (a logger's filters only see its own records).
+URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager")
 
 _PAN_RE = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 
@@ -51,6 +61,67 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, "[redacted]")
     return _PAN_RE.sub("[redacted]", text)
+
+
+def parse_timeout(value: Any, default: tuple[float, float] = DEFAULT_TIMEOUT) -> tuple[float, float]:
+    """A ``TIMEOUT`` option: seconds for both, or a ``(connect, read)`` pair; None is ``default``.
+
+    ``TypeError``/``ValueError`` for anything else (``check_options`` reports it).
+    """
+    if value is None:
+        value = default
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value), float(value)
+    if isinstance(value, (str, bytes)):  # "10" would unpack as ("1", "0")
+        raise TypeError("TIMEOUT is seconds or a (connect, read) pair, not text")
+    connect, read = value
+    return float(connect), float(read)
+
+
+class RedactPathsFilter(logging.Filter):
+    """Replace request paths in urllib3's log records by ``/[path]``, keeping scheme and host.
+
+    ``http://api:443 "GET /customer/123/payment-method/tok HTTP/1.1" 200 512`` becomes
+    ``http://api:443 "GET /[path] HTTP/1.1" 200 512``: paths carry customer ids and payment
+    tokens.  The record is formatted once here and its arguments dropped.
+    """
+
+    _ABSOLUTE = re.compile(r"(https?://[^/\s'\"]+)/[^\s'\"]*")
+    _RELATIVE = re.compile(r"(?<=[\s'\"])/[^\s'\"]*")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is logging's to report, not ours to raise
+            return True
+        record.msg = self._RELATIVE.sub("/[path]", self._ABSOLUTE.sub(r"\1/[path]", message))
+        record.args = ()
+        return True
+
+
+_filter_lock = threading.Lock()
+
+
+def install_log_redaction() -> None:
+    """Add one ``RedactPathsFilter`` to each of urllib3's path-logging loggers (idempotent)."""
+    with _filter_lock:
+        for name in URLLIB3_LOGGERS:
+            target = logging.getLogger(name)
+            if not any(isinstance(f, RedactPathsFilter) for f in target.filters):
+                target.addFilter(RedactPathsFilter())
+
+
+def _is_timeout(exc: requests.RequestException) -> bool:
+    """A timeout, also when urllib3's ``Retry`` gave up on it (``ConnectionError(MaxRetryError(reason=…))``).
+
+    ``NewConnectionError`` (refused, unreachable) subclasses urllib3's ``ConnectTimeoutError``
+    for historical reasons; like requests, it is not counted as a timeout.
+    """
+    if isinstance(exc, requests.Timeout):
+        return True
+    cause = exc.args[0] if exc.args else None
+    reason = cause.reason if isinstance(cause, MaxRetryError) else None
+    return isinstance(reason, Urllib3TimeoutError) and not isinstance(reason, NewConnectionError)
 
 
 class _PerRequestRetryAdapter(HTTPAdapter):
@@ -113,7 +184,7 @@ class ProcessorHTTPClient:
         *,
         processor: str,
         base_url: str,
-        timeout: tuple[float, float] = (5.0, 30.0),
+        timeout: tuple[float, float] = DEFAULT_TIMEOUT,
         retries: int = 2,
         backoff: float = 0.3,
         idempotency_headers: Iterable[str] = ("Idempotency-Key",),
@@ -146,6 +217,7 @@ class ProcessorHTTPClient:
         if self._session is None:
             with self._session_lock:
                 if self._session is None:
+                    install_log_redaction()
                     session = requests.Session()
                     adapter = _PerRequestRetryAdapter(
                         safe=build_retry(self.retries, self.backoff, SAFE_METHODS),
@@ -204,12 +276,12 @@ class ProcessorHTTPClient:
         started = time.monotonic()
         try:
             response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
-        except requests.Timeout:
-            self._log(method, route, "timeout", started)
-            raise ProcessorUnavailable(
-                f"{self.processor} did not answer in time", code="timeout", processor=self.processor
-            ) from None
         except requests.RequestException as exc:
+            if _is_timeout(exc):
+                self._log(method, route, "timeout", started)
+                raise ProcessorUnavailable(
+                    f"{self.processor} did not answer in time", code="timeout", processor=self.processor
+                ) from None
             self._log(method, route, type(exc).__name__, started)
             raise ProcessorUnavailable(
                 f"could not reach {self.processor} at {self.host}", code="connection_error",

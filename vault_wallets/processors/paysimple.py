@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
@@ -74,7 +74,8 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from .http import ProcessorHTTPClient, redact
+from .http import ProcessorHTTPClient, parse_timeout, redact
+from .money import to_major, to_minor
 
 logger = logging.getLogger("vault_wallets.processors.paysimple")
 
@@ -92,7 +93,7 @@ CUSTOMER_ACCOUNT_MAX = 28
 PAGE_SIZE = 200  # PaySimple's default and our page size for customer scans
 RECENT_PAYMENTS = 200  # how far back the idempotency look-up reads a customer's payments
 MAX_AMOUNT = Decimal("2000000.00")  # documented ceiling of one payment
-CENTS = Decimal("0.01")
+CURRENCY = "USD"  # PaySimple processes US dollars only
 
 # Payment.Status → normalized charge status, for the payment as it stands.
 _SALE_STATUSES = {"authorized", "pending", "posted", "settled"}  # a v4 payment is a sale
@@ -176,20 +177,12 @@ def webhook_signature(secret: str, body: bytes) -> str:
 
 def to_dollars(amount: int) -> Decimal:
     """Integer cents → PaySimple's decimal dollars, exactly (1999 → Decimal('19.99'))."""
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise TypeError("amounts are integer minor units")
-    return (Decimal(amount) / 100).quantize(CENTS)
+    return to_major(amount, CURRENCY)
 
 
 def to_cents(value: Any) -> int:
-    """PaySimple's decimal dollars → integer cents; refuses fractions of a cent."""
-    try:
-        cents = Decimal(str(value)) * 100
-    except InvalidOperation:
-        raise ValueError("not a decimal amount") from None
-    if cents != cents.to_integral_value():
-        raise ValueError("amount has fractions of a cent")
-    return int(cents)
+    """PaySimple's decimal dollars → integer cents; refuses fractions of a cent (``ValueError``)."""
+    return to_minor(value, CURRENCY)
 
 
 def customer_account_value(reference_id: str) -> str:
@@ -206,31 +199,6 @@ def customer_account_value(reference_id: str) -> str:
 def card_brand(issuer: Any) -> str:
     key = re.sub(r"[^a-z0-9]", "", str(issuer or "").lower())
     return _ISSUERS.get(key, key)
-
-
-class _RedactTransportPaths(logging.Filter):
-    """Remove request paths (which hold PaySimple ids) from urllib3's own log records.
-
-    ``ProcessorHTTPClient`` logs only route templates, but urllib3 logs the full path at
-    DEBUG (and on retries at WARNING).  Installed once, on urllib3's loggers.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(
-                "[path]" if isinstance(arg, str) and arg.startswith("/") else arg for arg in record.args
-            )
-        return True
-
-
-_PATH_FILTER = _RedactTransportPaths()
-
-
-def _quiet_transport_paths() -> None:
-    for name in ("urllib3.connectionpool", "urllib3.util.retry"):
-        transport_logger = logging.getLogger(name)
-        if _PATH_FILTER not in transport_logger.filters:
-            transport_logger.addFilter(_PATH_FILTER)
 
 
 def _error_message(body: Any, response: requests.Response) -> tuple[str, str]:
@@ -289,17 +257,10 @@ class PaySimpleProcessor(BaseProcessor):
         if self.option("AUTH_SCHEME", AUTH_BASIC) not in AUTH_SCHEMES:
             problems.append(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}")
         try:
-            self._timeout()
+            parse_timeout(self.option("TIMEOUT"))
         except (TypeError, ValueError):
             problems.append("TIMEOUT must be seconds or a (connect, read) pair of seconds")
         return problems
-
-    def _timeout(self) -> tuple[float, float]:
-        timeout = self.option("TIMEOUT", (5, 30))
-        if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
-            return float(timeout), float(timeout)
-        connect, read = timeout
-        return float(connect), float(read)
 
     @cached_property
     def _http(self) -> ProcessorHTTPClient:
@@ -307,11 +268,10 @@ class PaySimpleProcessor(BaseProcessor):
         if scheme not in AUTH_SCHEMES:
             raise InvalidRequestError(f"AUTH_SCHEME must be one of {', '.join(AUTH_SCHEMES)}",
                                       code="misconfigured", processor=self.name)
-        _quiet_transport_paths()
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=self.option("BASE_URL") or SANDBOX_URL,
-            timeout=self._timeout(),
+            timeout=parse_timeout(self.option("TIMEOUT")),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=(),  # PaySimple has none: POSTs are never retried
             default_headers={"Accept": "application/json"},

@@ -13,20 +13,18 @@
 * Webhooks are not signed: a delivery only names an event.  ``parse_webhook`` re-fetches
   ``GET /events/{id}`` and trusts only that answer ("zero trust").
 
-Amounts: ProcessOut uses decimal strings in the currency's major unit ("19.99"); the
-conversion here is exact, with ``decimal`` and the ISO 4217 exponent.
+Amounts: ProcessOut uses decimal strings in the currency's major unit ("19.99"); they are
+converted exactly by ``vault_wallets.processors.money`` (``decimal`` and the ISO 4217 exponent).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
-import threading
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP
 from functools import cached_property
 from typing import Any
 
@@ -78,7 +76,8 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
 )
-from .http import ProcessorHTTPClient
+from .http import ProcessorHTTPClient, parse_timeout
+from .money import to_major_string, to_minor
 
 DEFAULT_BASE_URL = "https://api.processout.com"
 API_VERSION = "1.4.0.0"
@@ -93,43 +92,18 @@ ACCOUNT_KEY = "vault_wallets_account"
 # Money
 # --------------------------------------------------------------------------------------
 
-# ISO 4217 currencies whose minor unit is not 1/100.
-_ZERO_DECIMAL = frozenset(
-    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split()
-)
-_THREE_DECIMAL = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
-
-
-def currency_exponent(currency: str) -> int:
-    code = (currency or "").upper()
-    if code in _ZERO_DECIMAL:
-        return 0
-    if code in _THREE_DECIMAL:
-        return 3
-    return 2
-
-
-def to_decimal_amount(minor: int, currency: str) -> str:
-    """``1999, "USD"`` → ``"19.99"``; ``500, "JPY"`` → ``"500"`` (exact)."""
-    exponent = currency_exponent(currency)
-    value = Decimal(int(minor)).scaleb(-exponent)
-    return f"{value:.{exponent}f}"
-
 
 def to_minor_units(value: Any, currency: str) -> int:
     """``"19.99", "USD"`` → ``1999``; empty → 0.  Sub-minor digits round half up."""
     if value in (None, ""):
         return 0
     try:
-        amount = Decimal(str(value))
-    except InvalidOperation:
-        amount = Decimal("NaN")
-    if not amount.is_finite():
+        return to_minor(value, currency, rounding=ROUND_HALF_UP)
+    except ValueError:
         raise ProcessorUnavailable(
             "ProcessOut answered with an amount that is not a number", code="bad_response",
             processor="processout",
-        )
-    return int(amount.scaleb(currency_exponent(currency)).to_integral_value(rounding=ROUND_HALF_UP))
+        ) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -191,38 +165,6 @@ def _parse_time(value: Any) -> datetime | None:
         return None
 
 
-class _RedactUrllib3Paths(logging.Filter):
-    """urllib3's DEBUG lines print the filled-in URL (``/customers/cust_…/tokens/tok_…``): keep the host only.
-
-    ``http.py`` logs route templates, but urllib3 logs on its own loggers; ProcessOut puts customer
-    and token ids in every path, so those lines would leak them at DEBUG level.
-    """
-
-    _ABSOLUTE = re.compile(r"(https?://[^/\s'\"]+)/[^\s'\"]*")
-    _RELATIVE = re.compile(r"(?<=[\s'\"])/[^\s'\"]*")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed record is logging's problem to report, not ours to raise
-            return True
-        record.msg = self._RELATIVE.sub("/[path]", self._ABSOLUTE.sub(r"\1/[path]", message))
-        record.args = ()
-        return True
-
-
-_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry")
-_filter_lock = threading.Lock()
-
-
-def _install_urllib3_redaction() -> None:
-    with _filter_lock:
-        for name in _URLLIB3_LOGGERS:
-            logger = logging.getLogger(name)
-            if not any(isinstance(f, _RedactUrllib3Paths) for f in logger.filters):
-                logger.addFilter(_RedactUrllib3Paths())
-
-
 _EVENT_ID_RE = re.compile(r"^[A-Za-z0-9_\-]{1,128}$")
 
 #: Transaction events (documented) → normalized types.  Voids have no normalized type.
@@ -254,28 +196,20 @@ class ProcessOutProcessor(BaseProcessor):
             problems += [f"OPTIONS['EVENT_TYPES'][{name!r}] is not one of {EVENT_TYPES}"
                          for name, kind in overrides.items() if kind not in EVENT_TYPES]
         try:
-            self._timeout()
+            parse_timeout(self.option("TIMEOUT"))
         except (TypeError, ValueError):
             problems.append("OPTIONS['TIMEOUT'] must be a number or a (connect, read) pair of numbers")
         return problems
-
-    def _timeout(self) -> tuple[float, float]:
-        value = self.option("TIMEOUT", (5, 30))
-        if isinstance(value, (int, float)):
-            return float(value), float(value)
-        connect, read = value
-        return float(connect), float(read)
 
     def _secrets(self) -> tuple[str, ...]:
         return tuple(str(self.options[k]) for k in self.secret_options if self.options.get(k))
 
     @cached_property
     def client(self) -> ProcessorHTTPClient:
-        _install_urllib3_redaction()
         return ProcessorHTTPClient(
             processor=self.name,
             base_url=self.option("BASE_URL") or DEFAULT_BASE_URL,
-            timeout=self._timeout(),
+            timeout=parse_timeout(self.option("TIMEOUT")),
             retries=int(self.option("RETRIES", 2)),
             idempotency_headers=(IDEMPOTENCY_HEADER,),
             default_headers={"API-Version": str(self.option("API_VERSION") or API_VERSION),
@@ -463,7 +397,7 @@ class ProcessOutProcessor(BaseProcessor):
         invoice = {
             **(self.option("INVOICE_DEFAULTS") or {}),  # e.g. merchant_initiator_type, statement_descriptor
             "name": request.description or request.reference or "vault_wallets charge",
-            "amount": to_decimal_amount(request.amount, request.currency),
+            "amount": to_major_string(request.amount, request.currency),
             "currency": request.currency.upper(),
             "customer_id": request.customer.id,
             **({"order_id": request.reference} if request.reference else {}),
@@ -483,7 +417,7 @@ class ProcessOutProcessor(BaseProcessor):
         if transaction.get("token_id"):
             payload["source"] = transaction["token_id"]
         if amount is not None:
-            payload["capture_amount"] = to_decimal_amount(amount, currency)
+            payload["capture_amount"] = to_major_string(amount, currency)
         total = amount if amount is not None else to_minor_units(transaction.get("amount"), currency)
         return self._pay(reference, "capture", payload, idempotency_key, total, currency)
 
@@ -497,7 +431,7 @@ class ProcessOutProcessor(BaseProcessor):
         currency = str(transaction.get("currency") or "")
         if amount is None:
             amount = to_minor_units(transaction.get("available_amount"), currency)
-        payload: dict[str, Any] = {"amount": to_decimal_amount(amount, currency)}
+        payload: dict[str, Any] = {"amount": to_major_string(amount, currency)}
         if self.option("REFUND_REASON"):
             payload["reason"] = str(self.option("REFUND_REASON"))
         path = {"transaction": transaction.get("id") or ""}

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -38,6 +39,9 @@ from vault_wallets.processors.base import (
     WebhookVerificationError,
 )
 
+if TYPE_CHECKING:
+    from vault_wallets.testing.server import FakeServer, Faults
+
 #: Card kinds a harness must be able to tokenize.
 CARD_OK = "ok"  # vaults and charges successfully
 CARD_OK_OTHER = "ok_other"  # another good card (different brand or number)
@@ -53,13 +57,23 @@ class NetworkUpdate:
 
 
 class ConformanceHarness:
-    """What a processor's test module provides; see the module docstring."""
+    """What a processor's test module provides; see the module docstring.
+
+    A harness whose ``fake`` is the running ``FakeServer`` gets ``fail_next`` and ``hang_next``
+    from the fake's ``faults``; set ``hang_seconds`` above the processor's read timeout.
+    """
 
     processor: BaseProcessor
+    #: The running fake the processor talks to; the default ``fail_next``/``hang_next`` use its faults.
+    fake: FakeServer | None = None
+    #: How long ``hang_next`` holds a request: longer than the processor's read timeout.
+    hang_seconds = 1.5
     #: The processor refunds (or credits) captured charges.
     supports_refund = True
     #: ``charge(capture=False)`` then ``capture`` works.
     supports_authorize = True
+    #: An authorization can be voided (with ``supports_authorize``).
+    supports_void = True
     #: Charging with ``method=None`` charges the customer's default method.
     supports_charge_default = True
 
@@ -84,11 +98,17 @@ class ConformanceHarness:
         raise NotImplementedError
 
     def fail_next(self, status: int = 503, count: int = 10) -> None:
-        raise NotImplementedError
+        """Make the next requests answer ``status`` in the processor's own error shape."""
+        self._faults().fail_next(status, count)
 
     def hang_next(self, count: int = 10) -> None:
-        """Make the next requests take longer than the processor's read timeout."""
-        raise NotImplementedError
+        """Make the next requests take longer than the processor's read timeout (``hang_seconds``)."""
+        self._faults().hang_next(self.hang_seconds, count)
+
+    def _faults(self) -> Faults:
+        if self.fake is None:
+            raise NotImplementedError("set ``fake`` to the running FakeServer, or override fail_next/hang_next")
+        return self.fake.faults
 
 
 def _ref(customer) -> CustomerRef:
@@ -188,8 +208,8 @@ class ProcessorConformance:
         assert captured.status == base.CHARGE_CAPTURED
 
     def test_authorize_then_void(self, harness, customer):
-        if not harness.supports_authorize:
-            pytest.skip("this processor has no separate authorization")
+        if not (harness.supports_authorize and harness.supports_void):
+            pytest.skip("this processor cannot void an authorization")
         method = self.vault(harness, customer)
         auth = harness.processor.charge(ChargeRequest(
             customer=_ref(customer), method=method.ref, amount=700, currency="USD", capture=False,

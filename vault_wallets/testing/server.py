@@ -17,10 +17,17 @@ Fault switches, shared by every fake (``fake.faults``):
 * ``hang_next(seconds, count=1)`` — the next requests sleep ``seconds`` before answering
   (longer than the client's read timeout to simulate a timeout);
 * ``decline_all`` — every payment is declined, whatever the card.
+
+A request still hung when the next test's ``reset()`` runs is dropped unanswered: it never
+reaches a handler, so it cannot change the new test's state.
+
+Each fake's module runs it standalone (``python -m vault_wallets.testing.fakes.paysimple
+--port 8101``) through ``serve``; pytest is needed only for ``fake_fixture``'s fixtures.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import threading
@@ -135,12 +142,15 @@ class FakeServer:
 
     #: Name used in logs and fixtures.
     name = "fake"
+    #: What the fake plays, for the standalone server's banner ("PaySimple API v4").
+    title = "processor API"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.host = host
         self.port = port
         self.faults = Faults()
         self.lock = threading.RLock()
+        self.generation = 0  # bumped by reset(): requests from before it are dropped
         self.calls: list[tuple[str, str, int]] = []  # (method, path, status) in order
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -154,8 +164,14 @@ class FakeServer:
     # -- to override -------------------------------------------------------------------
     def reset(self) -> None:
         """Forget all state (subclasses extend it and call super)."""
+        with self.lock:
+            self.generation += 1
         self.faults.reset()
         self.calls = []
+
+    def describe(self) -> list[str]:
+        """Lines ``serve`` prints under the URL: the credentials to configure, the test cards."""
+        return []
 
     def authenticate(self, request: FakeRequest) -> FakeResponse | None:
         """Return an error response when the request's credentials are wrong, else None."""
@@ -248,9 +264,13 @@ class FakeServer:
             target=handler.path,
             client=handler.client_address[0],
         )
+        generation = self.generation
         delay, forced_status = self.faults.take()
         if delay:
             time.sleep(delay)
+        if generation != self.generation:  # hung past the end of its test: drop it unanswered
+            handler.close_connection = True
+            return
         if forced_status is not None:
             response = self.error(forced_status, f"simulated HTTP {forced_status}", "simulated_fault")
         else:
@@ -310,14 +330,26 @@ def fake_fixture(fake_class: type[FakeServer], name: str | None = None):
     The server starts on first use and runs for the rest of the session.  In a fake's
     module::  ``paysimple_fake = fake_fixture(PaySimpleFake)``; in a shop's conftest:
     ``from vault_wallets.testing.fakes.paysimple import paysimple_fake``.
+
+    pytest is imported here, not at the top of this module; without it (a fake run
+    standalone) the result is a function that says pytest is missing when called.
     """
     import atexit
 
-    import pytest
+    fixture_name = name or f"{fake_class.name}_fake"
+    try:
+        import pytest
+    except ImportError:
+
+        def _no_pytest(*args: Any, **kwargs: Any) -> None:
+            raise RuntimeError(f"{fixture_name} is a pytest fixture: install pytest to use it")
+
+        _no_pytest.__name__ = fixture_name
+        return _no_pytest
 
     holder: dict[str, FakeServer] = {}
 
-    @pytest.fixture(name=name or f"{fake_class.name}_fake")
+    @pytest.fixture(name=fixture_name)
     def _fixture():
         fake = holder.get("fake")
         if fake is None:
@@ -328,3 +360,24 @@ def fake_fixture(fake_class: type[FakeServer], name: str | None = None):
         fake.faults.reset()
 
     return _fixture
+
+
+def serve(fake_class: type[FakeServer], argv: list[str] | None = None, *, default_port: int = 8101) -> None:
+    """A fake's standalone ``main()``: parse ``--host``/``--port``, start the fake, print its URL
+    and ``describe()`` lines, and serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(description=f"Run the fake {fake_class.title} on loopback.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=default_port)
+    args = parser.parse_args(argv)
+    fake = fake_class(host=args.host, port=args.port).start()
+    try:
+        print(f"Fake {fake_class.title} at {fake.url}")
+        for line in fake.describe():
+            print(f"  {line}")
+        print("Ctrl-C stops.", flush=True)
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()

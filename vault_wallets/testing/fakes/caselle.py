@@ -14,7 +14,6 @@ Run it standalone::
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import hashlib
@@ -28,7 +27,8 @@ from typing import Any
 
 from vault_wallets.processors.caselle import DEFAULT_SCOPE, encode_browser_token
 
-from ..server import _CORS, FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route
+from ..cards import AMEX, DISCOVER, MASTERCARD, VISA, card_brand, luhn_ok
+from ..server import _CORS, FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route, serve
 
 #: Test cards: number → behaviour of charges (the project's set plus Caselle's sandbox cards).
 TEST_CARDS = {
@@ -45,26 +45,7 @@ _FILTER = re.compile(r"^\s*(reference_id|email)\s+eq\s+'((?:[^']|'')*)'\s*$")
 _UNSET = object()
 
 
-def _luhn_ok(number: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(number)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
-
-
-def _brand(number: str) -> str:
-    if number.startswith("4"):
-        return "VISA"
-    if number[:2] in {"51", "52", "53", "54", "55"} or 2221 <= int(number[:4]) <= 2720:
-        return "MASTERCARD"
-    if number[:2] in {"34", "37"}:
-        return "AMEX"
-    if number.startswith(("6011", "65")):
-        return "DISCOVER"
-    return "UNKNOWN"
+_BRANDS = {VISA: "VISA", MASTERCARD: "MASTERCARD", AMEX: "AMEX", DISCOVER: "DISCOVER"}
 
 
 def _uid(prefix: str) -> str:
@@ -136,6 +117,7 @@ class CaselleFake(FakeServer):
     """The fake Caselle API.  The defaults below are the credentials it accepts."""
 
     name = "caselle"
+    title = "Caselle Payments API"
 
     CLIENT_ID = "caselle-test-client"
     CLIENT_SECRET = "caselle-test-client-secret"
@@ -162,6 +144,24 @@ class CaselleFake(FakeServer):
         self.payment_account_uid = payment_account_uid or self.PAYMENT_ACCOUNT_UID
         self.webhook_secret = webhook_secret or self.WEBHOOK_SECRET
         super().__init__(host, port)
+
+    def describe(self) -> list[str]:
+        options = {
+            "BASE_URL": self.url,
+            "AUTH_URL": self.url,
+            "CLIENT_ID": self.client_id,
+            "CLIENT_SECRET": self.client_secret,
+            "PAYMENT_ACCOUNT_UID": self.payment_account_uid,
+            "WEBHOOK_SECRET": self.webhook_secret,
+        }
+        return [
+            f"token endpoint: {self.url}/oauth2/token",
+            "OPTIONS = {",
+            *(f"    {key!r}: {value!r}," for key, value in options.items()),
+            "}",
+            "Test cards: 4242424242424242 / 4111111111111111 / 5555555555554444 approve, "
+            "4000000000000002 declines, 4000000000001216 fails (processing_error).",
+        ]
 
     def reset(self) -> None:
         super().reset()
@@ -218,7 +218,7 @@ class CaselleFake(FakeServer):
         self, number: str, exp_month: int, exp_year: int, cvc: str = "", holder_name: str = ""
     ) -> str:
         """What Caselle's payment SDK does: proxynize the card, return the browser token."""
-        if not number.isdigit() or not 12 <= len(number) <= 19 or not _luhn_ok(number):
+        if not number.isdigit() or not 12 <= len(number) <= 19 or not luhn_ok(number):
             raise ValueError("invalid card number")
         if not 1 <= exp_month <= 12 or not 2000 <= exp_year <= 2100:
             raise ValueError("invalid expiry")
@@ -228,7 +228,7 @@ class CaselleFake(FakeServer):
             "bin": number[:6],
             "exp_month": exp_month,
             "exp_year": exp_year,
-            "card_brand": _brand(number),
+            "card_brand": _BRANDS.get(card_brand(number), "UNKNOWN"),
             "card_id": hashlib.sha256(f"caselle-fake|{number}".encode()).hexdigest()[:24],
         }
         proxy = self._proxynize("credit", card, behaviour)
@@ -809,34 +809,7 @@ caselle_fake = fake_fixture(CaselleFake)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake Caselle Payments API on loopback.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args(argv)
-    fake = CaselleFake(host=args.host, port=args.port).start()
-    print(f"Fake Caselle Payments API at {fake.url}  (token endpoint: {fake.url}/oauth2/token)")
-    print("OPTIONS = {")
-    for key, value in (
-        ("BASE_URL", fake.url),
-        ("AUTH_URL", fake.url),
-        ("CLIENT_ID", fake.client_id),
-        ("CLIENT_SECRET", fake.client_secret),
-        ("PAYMENT_ACCOUNT_UID", fake.payment_account_uid),
-        ("WEBHOOK_SECRET", fake.webhook_secret),
-    ):
-        print(f"    {key!r}: {value!r},")
-    print("}")
-    print(
-        "Test cards: 4242424242424242 / 4111111111111111 / 5555555555554444 approve, "
-        "4000000000000002 declines, 4000000000001216 fails (processing_error).  Ctrl-C stops."
-    )
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve(CaselleFake, argv)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ The fake keeps only bin, last4, length, card type, expiry and a fingerprint, nev
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -39,13 +38,14 @@ from vault_wallets.processors.cybersource import (
     BODY_METHODS,
     SIGNATURE_ALGORITHM,
     body_digest,
-    currency_exponent,
     decode_key,
     hmac_b64,
     parse_signature_header,
     signing_string,
     webhook_signature,
 )
+from vault_wallets.processors.money import format_major
+from vault_wallets.testing.cards import AMEX, DINERS, DISCOVER, JCB, MASTERCARD, VISA, card_brand, luhn_ok
 from vault_wallets.testing.server import (
     FakeRequest,
     FakeResponse,
@@ -53,6 +53,7 @@ from vault_wallets.testing.server import (
     fake_fixture,
     json_response,
     route,
+    serve,
 )
 
 _INVALID_DATA = "Declined - One or more fields in the request contains invalid data"
@@ -102,29 +103,15 @@ def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 
 
-def _luhn(number: str) -> bool:
-    total = 0
-    for index, digit in enumerate(reversed(number)):
-        value = int(digit) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+#: Card networks → TMS / Payments card type codes.
+_CARD_TYPES = {VISA: "001", MASTERCARD: "002", AMEX: "003", DISCOVER: "004", DINERS: "005", JCB: "007"}
 
 
 def _card_type(number: str) -> str:
-    two, three, four = int(number[:2]), int(number[:3]), int(number[:4])
-    if number.startswith("4"):
-        return "001"
-    if 51 <= two <= 55 or 2221 <= four <= 2720:
-        return "002"
-    if two in (34, 37):
-        return "003"
-    if number.startswith(("6011", "65")) or 644 <= three <= 649:
-        return "004"
-    if two in (36, 38) or 300 <= three <= 305:
-        return "005"
-    if 3528 <= four <= 3589:
-        return "007"
-    raise ValueError("unsupported card network")
+    try:
+        return _CARD_TYPES[card_brand(number)]
+    except KeyError:
+        raise ValueError("unsupported card network") from None
 
 
 def _payment_id() -> str:
@@ -137,15 +124,11 @@ def _token_id() -> str:
     return uuid.uuid4().hex.upper()
 
 
-def _text(amount: Decimal, currency: str) -> str:
-    exponent = currency_exponent(currency)
-    return f"{amount:.{exponent}f}"
-
-
 class CyberSourceFake(FakeServer):
     """CyberSource on loopback; see the module docstring."""
 
     name = "cybersource"
+    title = "CyberSource REST API"
 
     #: The official SDKs' public sandbox sample credentials.
     MERCHANT_ID = "testrest"
@@ -173,6 +156,14 @@ class CyberSourceFake(FakeServer):
         self.addresses: dict[str, dict[str, Any]] = {}
         self.transient: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
+
+    def describe(self) -> list[str]:
+        return [
+            f"HTTP Signature: v-c-merchant-id {self.MERCHANT_ID}, keyid {self.KEY_ID}, "
+            f"shared secret {self.SHARED_SECRET}",
+            f"webhook key: keyId {self.WEBHOOK_KEY_ID}, key {self.WEBHOOK_KEY}",
+            f"OPTIONS: {self.options()!r}",
+        ]
 
     def options(self, **extra: Any) -> dict[str, Any]:
         """The account OPTIONS that point a ``CyberSourceProcessor`` at this fake."""
@@ -280,7 +271,7 @@ class CyberSourceFake(FakeServer):
         self, number: str, exp_month: int, exp_year: int, cvc: str = "", holder_name: str = ""
     ) -> str:
         number = number.replace(" ", "").replace("-", "")
-        if not (number.isdigit() and 13 <= len(number) <= 19 and _luhn(number)):
+        if not (number.isdigit() and 13 <= len(number) <= 19 and luhn_ok(number)):
             raise ValueError("invalid card number")
         if not 1 <= int(exp_month) <= 12:
             raise ValueError("invalid expiration month")
@@ -993,7 +984,7 @@ class CyberSourceFake(FakeServer):
             status,
             declined=bool(reason),
         )
-        amount_text = _text(amount, currency)
+        amount_text = format_major(amount, currency)
         body: dict[str, Any] = {
             "_links": self._links(transaction),
             "clientReferenceInformation": {"code": code},
@@ -1106,7 +1097,7 @@ class CyberSourceFake(FakeServer):
                 "clientReferenceInformation": {"code": capture["code"]},
                 "id": capture["id"],
                 "orderInformation": {
-                    "amountDetails": {"totalAmount": _text(amount, currency), "currency": currency}
+                    "amountDetails": {"totalAmount": format_major(amount, currency), "currency": currency}
                 },
                 "reconciliationId": capture["reconciliation"],
                 "status": "PENDING",
@@ -1161,7 +1152,7 @@ class CyberSourceFake(FakeServer):
                 "processorInformation": {"responseCode": "00"},
                 "reconciliationId": reversal["reconciliation"],
                 "reversalAmountDetails": {
-                    "reversedAmount": _text(amount, payment["currency"]),
+                    "reversedAmount": format_major(amount, payment["currency"]),
                     "currency": payment["currency"],
                 },
                 "status": "REVERSED",
@@ -1196,7 +1187,7 @@ class CyberSourceFake(FakeServer):
                 "status": "VOIDED",
                 "submitTimeUtc": void["submitted"],
                 "voidAmountDetails": {
-                    "voidAmount": _text(target["amount"], target["currency"]),
+                    "voidAmount": format_major(target["amount"], target["currency"]),
                     "currency": target["currency"],
                 },
             },
@@ -1255,7 +1246,7 @@ class CyberSourceFake(FakeServer):
                 "orderInformation": {"amountDetails": {"currency": currency}},
                 "processorInformation": {"responseCode": "00"},
                 "reconciliationId": refund["reconciliation"],
-                "refundAmountDetails": {"refundAmount": _text(amount, currency), "currency": currency},
+                "refundAmountDetails": {"refundAmount": format_major(amount, currency), "currency": currency},
                 "status": "PENDING",
                 "submitTimeUtc": refund["submitted"],
             },
@@ -1291,7 +1282,7 @@ class CyberSourceFake(FakeServer):
                 "_links": self._links(credit),
                 "clientReferenceInformation": {"code": credit["code"]},
                 "id": credit["id"],
-                "creditAmountDetails": {"creditAmount": _text(amount, currency), "currency": currency},
+                "creditAmountDetails": {"creditAmount": format_major(amount, currency), "currency": currency},
                 "orderInformation": {"amountDetails": {"currency": currency}},
                 "reconciliationId": credit["reconciliation"],
                 "status": "PENDING",
@@ -1321,7 +1312,7 @@ class CyberSourceFake(FakeServer):
         while root["parent"]:
             root = self.transactions[root["parent"]]
         amounts = {
-            "totalAmount": _text(transaction["amount"], transaction["currency"]),
+            "totalAmount": format_major(transaction["amount"], transaction["currency"]),
             "currency": transaction["currency"],
         }
         if transaction["kind"] in ("authorization", "sale") and ok == "1":
@@ -1457,26 +1448,7 @@ cybersource_fake = fake_fixture(CyberSourceFake)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the CyberSource REST fake on loopback.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args(argv)
-    fake = CyberSourceFake(args.host, args.port).start()
-    print(f"CyberSource fake at {fake.url}")
-    print(
-        f"  HTTP Signature: v-c-merchant-id {fake.MERCHANT_ID}, keyid {fake.KEY_ID}, "
-        f"shared secret {fake.SHARED_SECRET}"
-    )
-    print(f"  webhook key: keyId {fake.WEBHOOK_KEY_ID}, key {fake.WEBHOOK_KEY}")
-    print(f"  OPTIONS: {fake.options()!r}")
-    print("Ctrl-C stops.")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve(CyberSourceFake, argv)
 
 
 if __name__ == "__main__":

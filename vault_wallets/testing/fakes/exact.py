@@ -15,7 +15,6 @@ Run it standalone::
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import dataclasses
@@ -29,7 +28,8 @@ import uuid
 from datetime import date, datetime, timezone
 from typing import Any
 
-from ..server import FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route
+from ..cards import AMEX, DISCOVER, MASTERCARD, UNKNOWN, VISA, card_brand, luhn_ok
+from ..server import FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route, serve
 
 # Exact's sandbox cards, the project-wide ones, and one fake-only card that Exact refuses to link.
 TEST_CARDS = {
@@ -95,24 +95,12 @@ def _object_id() -> str:
     return secrets.token_hex(12)  # Exact's ids are 24-hex Mongo ObjectIds
 
 
-def _luhn(number: str) -> bool:
-    total = 0
-    for index, char in enumerate(reversed(number)):
-        digit = int(char) * (2 if index % 2 else 1)
-        total += digit - 9 if digit > 9 else digit
-    return total % 10 == 0
+_BRANDS = frozenset({VISA, MASTERCARD, AMEX, DISCOVER})
 
 
 def _brand(number: str) -> str:
-    if number.startswith("4"):
-        return "visa"
-    if number[:2] in ("34", "37"):
-        return "amex"
-    if number.startswith(("6011", "65")) or 644 <= int(number[:3]) <= 649:
-        return "discover"
-    if 51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720:
-        return "mastercard"
-    return "unknown"
+    brand = card_brand(number)
+    return brand if brand in _BRANDS else UNKNOWN
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +138,7 @@ class ExactFake(FakeServer):
     """Exact Payments on loopback; credentials are the class attributes below."""
 
     name = "exact"
+    title = "Exact Payments API"
 
     API_TOKEN = "exact-fake-application-token-7d3f9a2c41b8"
     ACCOUNT_ID = "6151ffdbefd963001c6c9d2d"
@@ -158,6 +147,16 @@ class ExactFake(FakeServer):
     WEBHOOK_SECRET = "exact-fake-webhook-secret-3e91c07d"
     CURRENCY = "USD"
     TEMPORARY_TOKEN_TTL = 900.0  # seconds a tokenized card may wait to be linked
+
+    def describe(self) -> list[str]:
+        options = {"API_TOKEN": self.API_TOKEN, "BASE_URL": self.url, "WEBHOOK_HEADER": self.WEBHOOK_HEADER,
+                   "WEBHOOK_SECRET": self.WEBHOOK_SECRET}
+        return [
+            f"Authorization: {self.API_TOKEN}   (or Basic base64('{self.API_TOKEN}:'))",
+            f"partner routes: {self.url}/account/{self.ACCOUNT_ID}/...",
+            f"webhook header: {self.WEBHOOK_HEADER}: {self.WEBHOOK_SECRET}",
+            f"OPTIONS: {options!r}",
+        ]
 
     def reset(self) -> None:
         super().reset()
@@ -258,7 +257,7 @@ class ExactFake(FakeServer):
     def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
                       holder_name: str = "") -> str:
         number = re.sub(r"[\s-]", "", number)
-        if not (number.isdigit() and 13 <= len(number) <= 19 and _luhn(number)):
+        if not (number.isdigit() and 13 <= len(number) <= 19 and luhn_ok(number)):
             raise ValueError("Invalid Credit Card Number")
         exp_year = exp_year + 2000 if exp_year < 100 else exp_year
         if not 1 <= exp_month <= 12:
@@ -614,25 +613,7 @@ exact_fake = fake_fixture(ExactFake)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the Exact Payments fake on loopback.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args(argv)
-    fake = ExactFake(args.host, args.port).start()
-    print(f"Exact Payments fake at {fake.url}")
-    print(f"  Authorization: {fake.API_TOKEN}   (or Basic base64('{fake.API_TOKEN}:'))")
-    print(f"  partner routes: {fake.url}/account/{fake.ACCOUNT_ID}/...")
-    print(f"  webhook header: {fake.WEBHOOK_HEADER}: {fake.WEBHOOK_SECRET}")
-    print(f"  OPTIONS: {{'API_TOKEN': '{fake.API_TOKEN}', 'BASE_URL': '{fake.url}', "
-          f"'WEBHOOK_HEADER': '{fake.WEBHOOK_HEADER}', 'WEBHOOK_SECRET': '{fake.WEBHOOK_SECRET}'}}")
-    print("Ctrl-C stops.")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve(ExactFake, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ creating one).  Test cards: see ``TEST_CARDS``.  Run it standalone with
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
 import hmac
@@ -36,6 +35,8 @@ from vault_wallets.processors.paysimple import (
     psserver_signature,
     webhook_signature,
 )
+from vault_wallets.sandbox.cards import aba_routing_ok
+from vault_wallets.testing.cards import AMEX, DISCOVER, MASTERCARD, VISA, card_brand, luhn_ok
 from vault_wallets.testing.server import (
     FakeRequest,
     FakeResponse,
@@ -43,6 +44,7 @@ from vault_wallets.testing.server import (
     fake_fixture,
     json_response,
     route,
+    serve,
 )
 
 #: number → (Issuer, behaviour of payments): "ok", "decline" (IsDecline) or "error" (processor failure).
@@ -78,33 +80,14 @@ class _Invalid(Exception):
         super().__init__(errors[0][1] if errors else "")
 
 
-def _luhn_ok(number: str) -> bool:
-    total = 0
-    for index, digit in enumerate(reversed(number)):
-        value = int(digit) * (2 if index % 2 else 1)
-        total += value - 9 if value > 9 else value
-    return total % 10 == 0
+_ISSUERS = {VISA: "Visa", MASTERCARD: "Master", AMEX: "Amex", DISCOVER: "Discover"}
 
 
 def _issuer(number: str) -> str:
-    if number in TEST_CARDS:
-        return TEST_CARDS[number][0]
-    if number.startswith("4"):
-        return "Visa"
-    if re.match(r"5[1-5]|2(2[2-9]|[3-6]\d|7[01]|720)", number):
-        return "Master"
-    if re.match(r"3[47]", number):
-        return "Amex"
-    if re.match(r"6011|65|64[4-9]", number):
-        return "Discover"
-    raise ValueError("PaySimple accepts Visa, MasterCard, American Express and Discover cards only")
-
-
-def _routing_ok(routing: str) -> bool:
-    if not re.fullmatch(r"\d{9}", routing):
-        return False
-    weights = (3, 7, 1) * 3
-    return sum(int(d) * w for d, w in zip(routing, weights, strict=True)) % 10 == 0
+    issuer = _ISSUERS.get(card_brand(number))
+    if issuer is None:
+        raise ValueError("PaySimple accepts Visa, MasterCard, American Express and Discover cards only")
+    return issuer
 
 
 def _money(value: Decimal) -> float:
@@ -115,6 +98,7 @@ class PaySimpleFake(FakeServer):
     """PaySimple API v4 in memory.  Credentials below are accepted; anything else is a 401."""
 
     name = "paysimple"
+    title = "PaySimple API v4"
     API_USERNAME = "APIUser1225"
     API_KEY = "fake-paysimple-api-key-8b1f0c6e2d7a4e59b3c1"
     WEBHOOK_SECRET = "fake-paysimple-webhook-secret-5d2e"
@@ -125,6 +109,21 @@ class PaySimpleFake(FakeServer):
     CHECKOUT_TOKEN_TTL = timedelta(minutes=5)
     VOID_WINDOW = timedelta(hours=8)  # until the day's batch closes; the real cut-off varies
 
+    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+        # Ids count up for the fake's lifetime, as PaySimple's do: a reset does not reuse them.
+        self._customer_ids = itertools.count(8053900)
+        self._account_ids = itertools.count(7313702)
+        self._payment_ids = itertools.count(2500001)
+        super().__init__(host, port)
+
+    def describe(self) -> list[str]:
+        return [
+            f"API_USERNAME   = {self.API_USERNAME}",
+            f"API_KEY        = {self.API_KEY}",
+            f"WEBHOOK_SECRET = {self.WEBHOOK_SECRET}",
+            "(basic and PSSERVER authorization both accepted)",
+        ]
+
     def reset(self) -> None:
         super().reset()
         self.customers: dict[int, dict[str, Any]] = {}
@@ -134,12 +133,6 @@ class PaySimpleFake(FakeServer):
         self.requests: list[FakeRequest] = []
         self._slow: dict[tuple[str, str], float] = {}
         self._jwt_key = secrets.token_bytes(32)
-        if not hasattr(self, "_customer_ids"):
-            # Ids are never reused, across resets too (a request hung by an earlier test that wakes
-            # up after a reset must not land on a new test's objects).
-            self._customer_ids = itertools.count(8053900)
-            self._account_ids = itertools.count(7313702)
-            self._payment_ids = itertools.count(2500001)
 
     # -- wire format ---------------------------------------------------------------------
     def envelope(self, response: Any, status: int = 200, paging: dict | None = None) -> FakeResponse:
@@ -357,7 +350,7 @@ class PaySimpleFake(FakeServer):
         for account in self._accounts_of(customer_id, details["kind"]):
             if account["fingerprint"] == details["fingerprint"]:
                 return account, False
-        if details["kind"] == "ach" and not _routing_ok(details["RoutingNumber"]):
+        if details["kind"] == "ach" and not aba_routing_ok(details["RoutingNumber"]):
             raise _Invalid(400, ("RoutingNumber", "Invalid Routing Number."))
         now = format_timestamp(self._now())
         first_of_kind = not any(a["IsDefault"] for a in self._accounts_of(customer_id, details["kind"]))
@@ -371,7 +364,7 @@ class PaySimpleFake(FakeServer):
 
     def _card_details(self, number: str, exp_month: int, exp_year: int, zip_code: str = "") -> dict[str, Any]:
         number = re.sub(r"[\s-]", "", str(number))
-        if not re.fullmatch(r"\d{13,19}", number) or not _luhn_ok(number):
+        if not re.fullmatch(r"\d{13,19}", number) or not luhn_ok(number):
             raise ValueError("Invalid credit card number.")
         if not 1 <= int(exp_month) <= 12:
             raise ValueError("Invalid expiration month.")
@@ -711,30 +704,11 @@ def _as_int(value: Any, default: int | None = None) -> int | None:
         raise _Invalid(400, (None, "The id must be a number.")) from None
 
 
-try:
-    paysimple_fake = fake_fixture(PaySimpleFake)
-except ImportError:  # pytest is a test dependency; the standalone server does not need it
-    paysimple_fake = None
+paysimple_fake = fake_fixture(PaySimpleFake)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the PaySimple API v4 fake on loopback.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args(argv)
-    fake = PaySimpleFake(host=args.host, port=args.port).start()
-    print(f"PaySimple fake listening on {fake.url}")
-    print(f"  API_USERNAME   = {PaySimpleFake.API_USERNAME}")
-    print(f"  API_KEY        = {PaySimpleFake.API_KEY}")
-    print(f"  WEBHOOK_SECRET = {PaySimpleFake.WEBHOOK_SECRET}")
-    print("  (basic and PSSERVER authorization both accepted; Ctrl-C stops)")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve(PaySimpleFake, argv)
 
 
 if __name__ == "__main__":

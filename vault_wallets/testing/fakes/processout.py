@@ -24,7 +24,6 @@ Run standalone: ``python -m vault_wallets.testing.fakes.processout --port 8101``
 
 from __future__ import annotations
 
-import argparse
 import base64
 import binascii
 import copy
@@ -35,14 +34,13 @@ import json
 import re
 import secrets
 import string
-import time
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from vault_wallets.processors.base import WebhookRequest
-from vault_wallets.processors.processout import currency_exponent
-from vault_wallets.sandbox.cards import luhn_ok
+from vault_wallets.processors.money import currency_exponent, format_major
+from vault_wallets.testing.cards import AMEX, DISCOVER, MASTERCARD, VISA, card_brand, luhn_ok
 from vault_wallets.testing.server import (
     FakeRequest,
     FakeResponse,
@@ -50,6 +48,7 @@ from vault_wallets.testing.server import (
     fake_fixture,
     json_response,
     route,
+    serve,
 )
 
 #: Card behaviours by test number; any other valid number succeeds.
@@ -84,16 +83,11 @@ def _public(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in obj.items() if not k.startswith("_")}
 
 
+_SCHEMES = {VISA: "visa", MASTERCARD: "mastercard", AMEX: "american express", DISCOVER: "discover"}
+
+
 def _scheme(number: str) -> str:
-    if number.startswith("4"):
-        return "visa"
-    if number[:2] in ("34", "37"):
-        return "american express"
-    if 51 <= int(number[:2]) <= 55 or 2221 <= int(number[:4]) <= 2720:
-        return "mastercard"
-    if number.startswith(("6011", "65")):
-        return "discover"
-    return "unknown"
+    return _SCHEMES.get(card_brand(number), "unknown")
 
 
 class _Refused(Exception):
@@ -108,6 +102,7 @@ class ProcessOutFake(FakeServer):
     """In-memory ProcessOut: customers, tokens, invoices, transactions, refunds, events."""
 
     name = "processout"
+    title = "ProcessOut API"
     PROJECT_ID = "test-proj_vaultwalletsFake0000000000001"
     PROJECT_SECRET = "key_sandbox_vaultwalletsFakeSecret000001"
     API_VERSION = "1.4.0.0"
@@ -116,6 +111,13 @@ class ProcessOutFake(FakeServer):
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self._fingerprint_key = secrets.token_bytes(32)  # fingerprints are stable for this fake's lifetime
         super().__init__(host, port)
+
+    def describe(self) -> list[str]:
+        return [
+            f"OPTIONS: BASE_URL={self.url!r}, PROJECT_ID={self.PROJECT_ID!r}, "
+            f"PROJECT_SECRET={self.PROJECT_SECRET!r}",
+            f"browser tokenization stand-in: POST {self.url}/_fake/tokens",
+        ]
 
     def reset(self) -> None:
         super().reset()
@@ -244,10 +246,6 @@ class ProcessOutFake(FakeServer):
             raise _Refused(400, "request.validation.error",
                            f"The {field} has too many decimals for {currency}.")
         return amount
-
-    @staticmethod
-    def _money(value: Decimal, currency: str) -> str:
-        return f"{value:.{currency_exponent(currency)}f}"
 
     # -- the browser library and the card network ---------------------------------------------
     def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
@@ -506,7 +504,7 @@ class ProcessOutFake(FakeServer):
             self._get(self.customers, customer_id, "customer")
         invoice = self._stamp({
             "id": _new_id("iv"), "transaction_id": None, "customer_id": customer_id, "name": name,
-            "order_id": str(body.get("order_id") or ""), "amount": self._money(amount, currency),
+            "order_id": str(body.get("order_id") or ""), "amount": format_major(amount, currency),
             "currency": currency, "metadata": self._metadata(body.get("metadata")),
             "merchant_initiator_type": body.get("merchant_initiator_type"),
         })
@@ -603,8 +601,8 @@ class ProcessOutFake(FakeServer):
             if amount > authorized:
                 raise _Refused(400, "request.validation.error",
                                "The capture amount exceeds the authorized amount.")
-        transaction.update(status="completed", captured=True, captured_amount=self._money(amount, currency),
-                           available_amount=self._money(amount, currency))
+        transaction.update(status="completed", captured=True, captured_amount=format_major(amount, currency),
+                           available_amount=format_major(amount, currency))
         self._transaction_event("transaction.captured", transaction)
         return self._ok(transaction=_public(transaction))
 
@@ -640,12 +638,12 @@ class ProcessOutFake(FakeServer):
             raise _Refused(400, "refund.amount-too-high",
                            "The refund amount exceeds the captured amount available.")
         refunded = Decimal(transaction["refunded_amount"]) + amount
-        transaction.update(refunded=True, refunded_amount=self._money(refunded, currency),
-                           available_amount=self._money(available - amount, currency))
+        transaction.update(refunded=True, refunded_amount=format_major(refunded, currency),
+                           available_amount=format_major(available - amount, currency))
         if available == amount:
             transaction["status"] = "refunded"
         refund = self._stamp({"id": _new_id("ref"), "transaction_id": transaction_id,
-                              "amount": self._money(amount, currency), "reason": body.get("reason"),
+                              "amount": format_major(amount, currency), "reason": body.get("reason"),
                               "information": body.get("information"), "has_failed": False,
                               "metadata": self._metadata(body.get("metadata"))})
         self.refunds[refund["id"]] = refund
@@ -657,23 +655,7 @@ processout_fake = fake_fixture(ProcessOutFake)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake ProcessOut API on loopback.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8101)
-    args = parser.parse_args(argv)
-    fake = ProcessOutFake(args.host, args.port).start()
-    print(f"Fake ProcessOut API at {fake.url}")
-    print(f"  OPTIONS: BASE_URL={fake.url!r}, PROJECT_ID={fake.PROJECT_ID!r}, "
-          f"PROJECT_SECRET={fake.PROJECT_SECRET!r}")
-    print(f"  browser tokenization stand-in: POST {fake.url}/_fake/tokens")
-    print("Ctrl-C stops.")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve(ProcessOutFake, argv)
 
 
 if __name__ == "__main__":

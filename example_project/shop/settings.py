@@ -74,9 +74,18 @@ _processor = os.environ.get("VAULT_ACCOUNT_PROCESSOR", "vault_wallets.processors
 _options = json.loads(os.environ.get("VAULT_ACCOUNT_OPTIONS", "{}")) or {
     "WEBHOOK_SECRETS": [os.environ.get("VAULT_WEBHOOK_SECRET", "whsec_ZXhhbXBsZS1zaG9wLXdlYmhvb2stc2VjcmV0")],
 }
+_account = {"PROCESSOR": _processor, "OPTIONS": _options}
+if os.environ.get("VAULT_FAKE"):
+    # VAULT_FAKE=caselle@http://127.0.0.1:8101 — the default account talks to that running fake
+    # (python -m vault_wallets.testing.fakes.caselle --port 8101 prints the exact line).
+    import importlib
+
+    _fake_name, _, _fake_url = os.environ["VAULT_FAKE"].partition("@")
+    _fake_module = importlib.import_module(f"vault_wallets.testing.fakes.{_fake_name}")
+    _account = _fake_module.FAKE.at(_fake_url).account_settings()
 VAULT_WALLETS = {
     "DEFAULT_ACCOUNT": "default",
-    "ACCOUNTS": {"default": {"PROCESSOR": _processor, "OPTIONS": _options}},
+    "ACCOUNTS": {"default": _account},
     "CUSTOMER_TOKEN_TTL": 900,
 }
 

@@ -62,7 +62,7 @@ class CyberSourceHarness(ConformanceHarness):
     def __init__(self, fake: CyberSourceFake, **options):
         self.fake = fake
         self.processor = CyberSourceProcessor(
-            "cybersource-test", fake.options(TIMEOUT=(2, 0.5), RETRIES=1, **options)
+            "cybersource-test", fake.account_options(TIMEOUT=(2, 0.5), RETRIES=1, **options)
         )
 
     def temporary_token(self, card: str = CARD_OK) -> str:
@@ -272,7 +272,7 @@ def test_fake_accepts_a_correct_signature(cybersource_fake):
 def test_wrong_credentials_are_an_authentication_error(cybersource_fake, caplog):
     caplog.set_level(logging.DEBUG)
     wrong = base64.b64encode(b"not the shared secret at all....").decode()
-    processor = CyberSourceProcessor("bad", cybersource_fake.options(SHARED_SECRET=wrong))
+    processor = CyberSourceProcessor("bad", cybersource_fake.account_options(SHARED_SECRET=wrong))
     with pytest.raises(AuthenticationError) as info:
         processor.create_customer(CustomerData(reference_id="r-1"))
     assert info.value.http_status == 401 and info.value.message == "Authentication Failed"
@@ -653,7 +653,7 @@ def test_client_token_is_a_capture_context(processor, harness, customer):
 
 
 def test_client_token_needs_target_origins(cybersource_fake, customer):
-    options = cybersource_fake.options()
+    options = cybersource_fake.account_options()
     del options["TARGET_ORIGINS"]
     with pytest.raises(base.UnsupportedOperation):
         CyberSourceProcessor("x", options).get_client_token(customer)

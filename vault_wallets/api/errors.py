@@ -31,14 +31,15 @@ def error_response(code: str, message: str, http_status: int, fields=None, heade
     return Response({"error": body}, status=http_status, headers=headers)
 
 
-_PROCESSOR_STATUS = [
-    (p.TemporaryTokenError, status.HTTP_400_BAD_REQUEST),
-    (p.VerificationFailedError, status.HTTP_422_UNPROCESSABLE_ENTITY),
-    (p.DeclinedError, status.HTTP_402_PAYMENT_REQUIRED),
-    (p.NotFoundError, status.HTTP_404_NOT_FOUND),
-    (p.InvalidRequestError, status.HTTP_400_BAD_REQUEST),
-    (p.UnsupportedOperation, status.HTTP_400_BAD_REQUEST),
-    (p.ProcessorUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
+# Processor errors: a stable code of ours, the processor's own code alongside.
+_PROCESSOR_ERRORS = [
+    (p.TemporaryTokenError, status.HTTP_400_BAD_REQUEST, "invalid_temporary_token"),
+    (p.VerificationFailedError, status.HTTP_422_UNPROCESSABLE_ENTITY, "verification_failed"),
+    (p.DeclinedError, status.HTTP_402_PAYMENT_REQUIRED, "card_declined"),
+    (p.NotFoundError, status.HTTP_404_NOT_FOUND, "not_found"),
+    (p.InvalidRequestError, status.HTTP_400_BAD_REQUEST, "processor_invalid_request"),
+    (p.UnsupportedOperation, status.HTTP_400_BAD_REQUEST, "unsupported"),
+    (p.ProcessorUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE, "processor_unavailable"),
 ]
 
 
@@ -57,11 +58,13 @@ def exception_handler(exc, context):
         logger.error("processor %s refused the account's credentials: %s", exc.processor, exc.message)
         return error_response("processor_configuration", "The payment processor rejected this shop's credentials.",
                               502)
-    for klass, http_status in _PROCESSOR_STATUS:
+    for klass, http_status, code in _PROCESSOR_ERRORS:
         if isinstance(exc, klass):
             if klass is p.ProcessorUnavailable:
                 logger.warning("processor %s unavailable: %s", exc.processor, exc.message)
-            return error_response(exc.code, exc.message, http_status)
+            response = error_response(code, exc.message, http_status)
+            response.data["error"]["processor_code"] = exc.code
+            return response
     if isinstance(exc, exceptions.ValidationError):
         detail = exc.detail
         if isinstance(detail, dict):

@@ -275,9 +275,10 @@ class ProcessorConformance:
 
     def test_network_update_is_seen_by_fetch(self, harness, customer):
         method = self.vault(harness, customer)
-        harness.network_update(_ref(customer), method, NetworkUpdate(exp_month=11, exp_year=2031))
+        assert (method.exp_month, method.exp_year) != (3, 2036)
+        harness.network_update(_ref(customer), method, NetworkUpdate(exp_month=3, exp_year=2036))
         fresh = harness.processor.fetch_payment_method(_ref(customer), method.ref)
-        assert (fresh.exp_month, fresh.exp_year) == (11, 2031)
+        assert (fresh.exp_month, fresh.exp_year) == (3, 2036)
         delivery = harness.signed_update_webhook(_ref(customer), method)
         events = harness.processor.parse_webhook(delivery)
         named = {mid for e in events for mid in e.payment_method_ids}

@@ -214,8 +214,32 @@ class FakeServer:
     @property
     def url(self) -> str:
         if self._server is None:
+            if getattr(self, "_remote_url", ""):
+                return self._remote_url
             raise RuntimeError(f"{self.name} fake is not running")
         return f"http://{self.host}:{self._server.server_address[1]}"
+
+    @classmethod
+    def at(cls, url: str) -> FakeServer:
+        """A handle on a fake of this kind already running at ``url`` (another process): for its
+        ``account_settings``, not for serving."""
+        handle = cls()
+        handle._remote_url = url.rstrip("/")
+        return handle
+
+    # -- pointing a vault_wallets account at the fake -----------------------------------------
+    #: Dotted path of the processor class this fake plays.
+    processor_path = ""
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
+        """The account ``OPTIONS`` that point the processor at this fake (its default credentials)."""
+        raise NotImplementedError
+
+    def account_settings(self, **extra: Any) -> dict[str, Any]:
+        """An ``ACCOUNTS`` entry for this fake; ``FAKE_TOKENIZER`` lets the checkout's JavaScript
+        tokenize test cards at ``/_fake/tokens`` (the processor's browser library's stand-in)."""
+        return {"PROCESSOR": self.processor_path,
+                "OPTIONS": {**self.account_options(**extra), "FAKE_TOKENIZER": True}}
 
     def start(self) -> FakeServer:
         fake = self
@@ -374,6 +398,7 @@ def serve(fake_class: type[FakeServer], argv: list[str] | None = None, *, defaul
         print(f"Fake {fake_class.title} at {fake.url}")
         for line in fake.describe():
             print(f"  {line}")
+        print(f"  Example shop against it: VAULT_FAKE={fake.name}@{fake.url} make demo")
         print("Ctrl-C stops.", flush=True)
         while True:
             time.sleep(3600)

@@ -145,15 +145,15 @@ class CaselleFake(FakeServer):
         self.webhook_secret = webhook_secret or self.WEBHOOK_SECRET
         super().__init__(host, port)
 
+    processor_path = "vault_wallets.processors.caselle.CaselleProcessor"
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
+        return {"BASE_URL": self.url, "AUTH_URL": self.url, "CLIENT_ID": self.client_id,
+                "CLIENT_SECRET": self.client_secret, "PAYMENT_ACCOUNT_UID": self.payment_account_uid,
+                "WEBHOOK_SECRET": self.webhook_secret, **extra}
+
     def describe(self) -> list[str]:
-        options = {
-            "BASE_URL": self.url,
-            "AUTH_URL": self.url,
-            "CLIENT_ID": self.client_id,
-            "CLIENT_SECRET": self.client_secret,
-            "PAYMENT_ACCOUNT_UID": self.payment_account_uid,
-            "WEBHOOK_SECRET": self.webhook_secret,
-        }
+        options = self.account_options()
         return [
             f"token endpoint: {self.url}/oauth2/token",
             "OPTIONS = {",
@@ -804,6 +804,8 @@ class _TokenRefused(Exception):
 class _Expired(Exception):
     pass
 
+
+FAKE = CaselleFake  # the fake of this module (used by VAULT_FAKE in the example shop)
 
 caselle_fake = fake_fixture(CaselleFake)
 

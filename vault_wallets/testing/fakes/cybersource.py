@@ -162,10 +162,12 @@ class CyberSourceFake(FakeServer):
             f"HTTP Signature: v-c-merchant-id {self.MERCHANT_ID}, keyid {self.KEY_ID}, "
             f"shared secret {self.SHARED_SECRET}",
             f"webhook key: keyId {self.WEBHOOK_KEY_ID}, key {self.WEBHOOK_KEY}",
-            f"OPTIONS: {self.options()!r}",
+            f"OPTIONS: {self.account_options()!r}",
         ]
 
-    def options(self, **extra: Any) -> dict[str, Any]:
+    processor_path = "vault_wallets.processors.cybersource.CyberSourceProcessor"
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
         """The account OPTIONS that point a ``CyberSourceProcessor`` at this fake."""
         return {
             "MERCHANT_ID": self.MERCHANT_ID,
@@ -1443,6 +1445,8 @@ class CyberSourceFake(FakeServer):
         }
         return self.signed_delivery(body, **kwargs)
 
+
+FAKE = CyberSourceFake  # the fake of this module (used by VAULT_FAKE in the example shop)
 
 cybersource_fake = fake_fixture(CyberSourceFake)
 

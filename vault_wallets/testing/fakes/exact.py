@@ -148,9 +148,14 @@ class ExactFake(FakeServer):
     CURRENCY = "USD"
     TEMPORARY_TOKEN_TTL = 900.0  # seconds a tokenized card may wait to be linked
 
+    processor_path = "vault_wallets.processors.exact.ExactProcessor"
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
+        return {"API_TOKEN": self.API_TOKEN, "BASE_URL": self.url, "WEBHOOK_HEADER": self.WEBHOOK_HEADER,
+                "WEBHOOK_SECRET": self.WEBHOOK_SECRET, **extra}
+
     def describe(self) -> list[str]:
-        options = {"API_TOKEN": self.API_TOKEN, "BASE_URL": self.url, "WEBHOOK_HEADER": self.WEBHOOK_HEADER,
-                   "WEBHOOK_SECRET": self.WEBHOOK_SECRET}
+        options = self.account_options()
         return [
             f"Authorization: {self.API_TOKEN}   (or Basic base64('{self.API_TOKEN}:'))",
             f"partner routes: {self.url}/account/{self.ACCOUNT_ID}/...",
@@ -608,6 +613,8 @@ class ExactFake(FakeServer):
         self.record_event("payments.void", payment=record["id"])
         return json_response(record)
 
+
+FAKE = ExactFake  # the fake of this module (used by VAULT_FAKE in the example shop)
 
 exact_fake = fake_fixture(ExactFake)
 

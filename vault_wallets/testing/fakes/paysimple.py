@@ -116,6 +116,12 @@ class PaySimpleFake(FakeServer):
         self._payment_ids = itertools.count(2500001)
         super().__init__(host, port)
 
+    processor_path = "vault_wallets.processors.paysimple.PaySimpleProcessor"
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
+        return {"API_USERNAME": self.API_USERNAME, "API_KEY": self.API_KEY, "BASE_URL": self.url,
+                "WEBHOOK_SECRET": self.WEBHOOK_SECRET, **extra}
+
     def describe(self) -> list[str]:
         return [
             f"API_USERNAME   = {self.API_USERNAME}",
@@ -703,6 +709,8 @@ def _as_int(value: Any, default: int | None = None) -> int | None:
             return default
         raise _Invalid(400, (None, "The id must be a number.")) from None
 
+
+FAKE = PaySimpleFake  # the fake of this module (used by VAULT_FAKE in the example shop)
 
 paysimple_fake = fake_fixture(PaySimpleFake)
 

@@ -112,6 +112,11 @@ class ProcessOutFake(FakeServer):
         self._fingerprint_key = secrets.token_bytes(32)  # fingerprints are stable for this fake's lifetime
         super().__init__(host, port)
 
+    processor_path = "vault_wallets.processors.processout.ProcessOutProcessor"
+
+    def account_options(self, **extra: Any) -> dict[str, Any]:
+        return {"PROJECT_ID": self.PROJECT_ID, "PROJECT_SECRET": self.PROJECT_SECRET, "BASE_URL": self.url, **extra}
+
     def describe(self) -> list[str]:
         return [
             f"OPTIONS: BASE_URL={self.url!r}, PROJECT_ID={self.PROJECT_ID!r}, "
@@ -650,6 +655,8 @@ class ProcessOutFake(FakeServer):
         self._transaction_event("transaction.refunded", transaction)
         return self._ok(refund=_public(refund))
 
+
+FAKE = ProcessOutFake  # the fake of this module (used by VAULT_FAKE in the example shop)
 
 processout_fake = fake_fixture(ProcessOutFake)
 

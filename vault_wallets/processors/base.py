@@ -24,6 +24,7 @@ explanation with credentials, tokens and card numbers removed; callers may log t
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -406,6 +407,20 @@ class NormalizedEvent:
     occurred_at: datetime | None = None
     data: Mapping[str, Any] = field(default_factory=dict)
     raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+def derived_fingerprint(kind: str, *parts: Any) -> str:
+    """A stable identifier for processors that expose no card/account fingerprint.
+
+    A digest of non-secret display data (brand, BIN, last4, expiry; routing number and
+    account suffix for bank accounts): weaker than a processor's own fingerprint — two cards
+    can share it, and a reissued card with a new expiry does not match.  ``""`` when every
+    part is empty.
+    """
+    values = ["" if part is None else str(part) for part in parts]
+    if not any(values):
+        return ""
+    return "derived:" + hashlib.sha256("|".join([kind, *values]).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------

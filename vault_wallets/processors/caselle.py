@@ -81,6 +81,7 @@ from .base import (
     WebhookRequest,
     WebhookVerificationError,
     _repr_without,
+    derived_fingerprint,
 )
 from .http import ProcessorHTTPClient, parse_timeout, redact
 
@@ -330,24 +331,10 @@ def _odata_string(value: str) -> str:
 def _derived_fingerprint(method_type: str, details: Mapping[str, Any]) -> str:
     """A stable identifier from non-secret display data (Caselle exposes no card identifier)."""
     if method_type == METHOD_ACH:
-        parts = (
-            "ach",
-            details.get("routing_number"),
-            details.get("account_number_suffix"),
-            details.get("account_type"),
-        )
-    else:
-        parts = (
-            "card",
-            str(details.get("card_brand") or "").upper(),
-            details.get("bin"),
-            details.get("last4"),
-            details.get("exp_month"),
-            details.get("exp_year"),
-        )
-    if not any(parts[1:]):
-        return ""
-    return hashlib.sha256("|".join("" if p is None else str(p) for p in parts).encode("utf-8")).hexdigest()
+        return derived_fingerprint("ach", details.get("routing_number"), details.get("account_number_suffix"),
+                                   details.get("account_type"))
+    return derived_fingerprint("card", str(details.get("card_brand") or "").upper(), details.get("bin"),
+                               details.get("last4"), details.get("exp_month"), details.get("exp_year"))
 
 
 class _AccessTokenCache:

@@ -22,7 +22,6 @@ See ``docs/processors/exact.md`` for the endpoint-by-endpoint mapping and what i
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import re
@@ -55,6 +54,7 @@ from .base import (
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
+    derived_fingerprint,
 )
 from .http import ProcessorHTTPClient, parse_timeout, redact
 
@@ -243,10 +243,6 @@ def reference_label(reference_id: str) -> str:
     return f"{REFERENCE_LABEL_PREFIX}{reference_id}"
 
 
-def derived_fingerprint(brand: str, last4: str, exp_month: int | None, exp_year: int | None) -> str:
-    """Exact has no card fingerprint: a stable digest of the display data (weaker, see the docs)."""
-    material = f"{brand.lower()}|{last4}|{exp_month or ''}|{exp_year or ''}"
-    return "derived:" + hashlib.sha256(material.encode()).hexdigest()
 
 
 def _datetime(value: Any) -> datetime | None:
@@ -503,7 +499,7 @@ class ExactProcessor(BaseProcessor):
         expired = month is not None and year is not None and (year, month) < (today.year, today.month)
         return VaultedMethod(
             method_type=p.METHOD_CARD, brand=brand, last4=last4, exp_month=month, exp_year=year,
-            fingerprint=derived_fingerprint(brand, last4, month, year),
+            fingerprint=derived_fingerprint("card", brand.lower(), last4, month, year),  # Exact has none
             verification_status=_CVC_VERIFICATION.get(_text(_dict(card.get("checks")).get("cvcCheck")).lower(),
                                                        p.VERIFICATION_UNKNOWN),
             status=p.METHOD_EXPIRED if expired else p.METHOD_ACTIVE,

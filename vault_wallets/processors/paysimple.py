@@ -73,6 +73,7 @@ from .base import (
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
+    derived_fingerprint,
 )
 from .http import ProcessorHTTPClient, parse_timeout, redact
 from .money import to_major, to_minor
@@ -456,7 +457,7 @@ class PaySimpleProcessor(BaseProcessor):
             return VaultedMethod(
                 method_type=METHOD_ACH, last4=last4, bank_name=str(raw.get("BankName") or ""),
                 account_type="checking" if checking or checking is None else "savings",
-                fingerprint=_fingerprint("ach", raw.get("RoutingNumber"), last4, checking), **common,
+                fingerprint=derived_fingerprint("ach", raw.get("RoutingNumber"), last4, checking), **common,
             )
         brand = card_brand(raw.get("Issuer"))
         last4 = _last4(raw.get("CreditCardNumber"))
@@ -464,7 +465,7 @@ class PaySimpleProcessor(BaseProcessor):
         expired = bool(exp_year and exp_month) and (exp_year, exp_month) < _this_month()
         return VaultedMethod(
             method_type=METHOD_CARD, brand=brand, last4=last4, exp_month=exp_month, exp_year=exp_year,
-            fingerprint=_fingerprint("card", brand, last4, raw.get("ExpirationDate")),
+            fingerprint=derived_fingerprint("card", brand, last4, raw.get("ExpirationDate")),
             status=METHOD_EXPIRED if expired else METHOD_ACTIVE, **common,
         )
 
@@ -758,10 +759,6 @@ def _this_month() -> tuple[int, int]:
     return now.year, now.month
 
 
-def _fingerprint(*parts: Any) -> str:
-    """PaySimple exposes no card fingerprint: derive one from non-secret display data."""
-    material = "|".join(str(p if p is not None else "") for p in ("paysimple", *parts))
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 def _replace(method: VaultedMethod, **changes: Any) -> VaultedMethod:

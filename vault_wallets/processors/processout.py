@@ -75,6 +75,7 @@ from .base import (
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
+    derived_fingerprint,
 )
 from .http import ProcessorHTTPClient, parse_timeout
 from .money import to_major_string, to_minor
@@ -579,11 +580,11 @@ class ProcessOutProcessor(BaseProcessor):
 
 
 def _derived_fingerprint(card: Mapping[str, Any]) -> str:
-    """Weaker stand-in when ProcessOut sends no ``fingerprint``: a hash of non-secret display data."""
-    parts = [str(card.get(k) or "") for k in ("scheme", "iin", "last_4_digits", "exp_month", "exp_year")]
-    if not any(parts[1:3]):
+    """Weaker stand-in when ProcessOut sends no ``fingerprint``."""
+    if not (card.get("iin") or card.get("last_4_digits")):
         return ""
-    return "derived:" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
+    return derived_fingerprint("card", *(card.get(k) or "" for k in
+                                         ("scheme", "iin", "last_4_digits", "exp_month", "exp_year")))
 
 
 def _token_status(token: Mapping[str, Any]) -> str:

@@ -448,7 +448,7 @@ def test_unknown_event_is_refused(processor):
 
 def test_event_of_another_project_is_refused(processout_fake, processor):
     event = processout_fake.fire("transaction.captured", {"transaction": {"invoice_id": "iv_1"}},
-                                 project_id="test-proj_someoneelse")
+                                 project_id="proj_someoneelse")
     with pytest.raises(WebhookVerificationError) as info:
         processor.parse_webhook(processout_fake.delivery(event))
     assert info.value.reason == "the event belongs to another ProcessOut project"

@@ -291,6 +291,10 @@ class VaultRequest:
     holder_name: str = ""
     billing_address: AddressData | None = None
     idempotency_key: str = ""
+    #: What the shop knows of the customer, for processors that want billing data with the card
+    #: (CyberSource's ``orderInformation.billTo``); the billing address is the default address.
+    email: str = ""
+    customer_name: str = ""
 
     __repr__ = _repr_without("temporary_token")
 

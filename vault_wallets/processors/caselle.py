@@ -71,6 +71,7 @@ from .base import (
     NormalizedEvent,
     NotFoundError,
     ProcessorCustomer,
+    ProcessorError,
     ProcessorUnavailable,
     TemporaryTokenError,
     UnsupportedOperation,
@@ -306,6 +307,28 @@ def _error_message(body: Any, response: requests.Response) -> tuple[str, str]:
     message = body.get("message") or body.get("error_description") or error
     code = body.get("code") or error
     return (str(message) if message else ""), (str(code) if code else "")
+
+
+#: Words in a Caselle error's ``code`` or ``message`` that name a create conflict.
+_CONFLICT_WORDS = ("conflict", "already_exists", "already exists", "already exist", "duplicate", "exists")
+
+
+def is_create_conflict(exc: ProcessorError) -> bool:
+    """Whether a refused ``POST /api/customers`` is the conflict the docs say to answer by fetching.
+
+    Caselle's docs say only that a create can conflict (``reference_id`` is unique per payment
+    account); neither the status nor the body is documented.  A 409 is a conflict; so is a
+    400/422 whose ``{code, message}`` body (Caselle's error shape) names a conflict, a duplicate
+    or an existing reference — ``exc.code`` and ``exc.message`` carry that body's fields.
+    """
+    if isinstance(exc, NotFoundError) or not isinstance(exc, InvalidRequestError):
+        return False
+    if exc.http_status == 409:
+        return True
+    if exc.http_status not in (400, 422):
+        return False
+    text = f"{exc.code} {exc.message}".lower().replace("-", "_")
+    return any(word.replace("-", "_") in text for word in _CONFLICT_WORDS)
 
 
 def _sanitize(value: Any) -> Any:
@@ -568,9 +591,12 @@ class CaselleProcessor(BaseProcessor):
                 )
             )
         except InvalidRequestError as exc:
-            if exc.http_status != 409:
+            if not is_create_conflict(exc):
                 raise
-            # Documented: on a conflict fetch instead — another request may have created it.
+            # Documented ("Customers & wallets"): "If a create conflicts, fetch instead: another
+            # request may have created the customer concurrently."  How a conflict is answered is not
+            # documented, so the status (409) and the body (``{code, message, …}`` naming a conflict
+            # or an existing reference_id, at 400/409/422) both count; the fetch decides.
             existing = self.find_customer(data.reference_id)
             if existing is None:
                 raise

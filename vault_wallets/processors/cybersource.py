@@ -529,9 +529,12 @@ class CyberSourceProcessor(BaseProcessor):
         **kwargs,
     ) -> requests.Response:
         if not accept:
+            # As the official SDK declares per operation (cybersource-rest-client-python
+            # CyberSource/api/*_api.py): Payments (/pts/) and Transaction Details (/tss/) answer
+            # HAL, TMS plain JSON.
             accept = (
                 "application/hal+json;charset=utf-8"
-                if route.startswith("/pts/")
+                if route.startswith(("/pts/", "/tss/"))
                 else "application/json;charset=utf-8"
             )
         headers = {"Accept": accept}
@@ -644,7 +647,14 @@ class CyberSourceProcessor(BaseProcessor):
         order: dict[str, Any] = {
             "amountDetails": {"totalAmount": to_major_string(0, currency), "currency": currency}
         }
-        bill_to = _address_fields(request.billing_address, request.holder_name)
+        # Accounts without "relaxed requirements for address data" refuse an authorization without
+        # billTo (MISSING_FIELD): send everything the shop knows — the card holder's (or the
+        # customer's) name, the customer's email and default address.
+        address = request.billing_address
+        name = request.holder_name or (address.name if address else "") or request.customer_name
+        bill_to = _address_fields(address, name)
+        if request.email:
+            bill_to["email"] = request.email
         if bill_to:
             order["billTo"] = bill_to
         body = {
@@ -673,6 +683,16 @@ class CyberSourceProcessor(BaseProcessor):
                 if isinstance(d, Mapping)
             )
             kind = TemporaryTokenError if names_token else InvalidRequestError
+            if code == "MISSING_FIELD" and any(
+                str(d.get("field", "")).startswith("orderInformation.billTo")
+                for d in data.get("details") or []
+                if isinstance(d, Mapping)
+            ):
+                message += (
+                    " — this CyberSource account requires billing data: give the customer a name,"
+                    " an email and a default address, or ask CyberSource to enable relaxed"
+                    " requirements for address data"
+                )
             raise kind(
                 message,
                 code=code or None,

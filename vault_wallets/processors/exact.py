@@ -22,6 +22,7 @@ See ``docs/processors/exact.md`` for the endpoint-by-endpoint mapping and what i
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import re
@@ -285,16 +286,69 @@ def customer_body(data: CustomerData, *, creating: bool = True) -> dict[str, Any
     return body
 
 
+def exact_code_normal(code: str) -> bool:
+    """Whether an ``exactResponse.code`` says "Transaction Normal".
+
+    Exact's documented approved payment carries ``"0000"`` (OpenAPI example, recorded in
+    ../shared/PROCESSORS.md "Corrections"); the older response-codes page writes it ``"00"``.
+    Any all-zero code is normal; everything else failed inside Exact's network.
+    """
+    return bool(code) and code.isdigit() and int(code) == 0
+
+
+#: Exact's limits on ``reference`` (OpenAPI ``NewPayment``): longer values are refused with a 400.
+REFERENCE_NO_MAX = 20
+CUSTOMER_REF_MAX = 20
+CORRELATION_ID_MAX = 60
+_DIGEST_CHARS = 8
+
+
+def fit_reference(value: str, limit: int) -> str:
+    """``value`` if it fits in ``limit`` characters, else a deterministic stand-in that does.
+
+    The stand-in keeps the start of the value (readable in Exact's dashboard) and ends with
+    ``-`` + the first 8 hex digits of its SHA-256, so the same value always maps to the same
+    reference (an idempotent retry sends the same one) and two long values that share a prefix
+    still differ.  A value that is one long opaque key (a UUID idempotency key) keeps fewer of
+    its own characters, but the mapping is the same.
+    """
+    value = _text(value).strip()
+    if len(value) <= limit:
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:_DIGEST_CHARS]
+    keep = limit - _DIGEST_CHARS - 1
+    return f"{value[:keep].rstrip('-')}-{digest}" if keep > 0 else digest[:limit]
+
+
+def payment_reference(*, reference: str, idempotency_key: str, customer_ref: str) -> dict[str, str]:
+    """The ``reference`` object of a new payment, within Exact's field limits.
+
+    ``referenceNo`` is the shop's order reference (or, without one, the idempotency key);
+    ``customerRef`` the customer's reference id; ``correlationId`` the idempotency key (Exact's
+    documented way to find a payment whose answer was lost).  Each is passed through
+    ``fit_reference``: deterministic, so retries under one idempotency key send identical values.
+    """
+    reference_no = reference or idempotency_key
+    if not reference_no:
+        return {}
+    body = {"referenceNo": fit_reference(reference_no, REFERENCE_NO_MAX)}
+    if customer_ref:
+        body["customerRef"] = fit_reference(customer_ref, CUSTOMER_REF_MAX)
+    if idempotency_key:
+        body["correlationId"] = fit_reference(idempotency_key, CORRELATION_ID_MAX)
+    return body
+
+
 def charge_status(payment: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(status, failure_code, failure_message)`` of an Exact payment record.
 
-    A non-"00" ``exactResponse`` failed inside Exact's network (never sent to the bank); an
+    A non-zero ``exactResponse`` code (approved is ``"0000"``) failed inside Exact's network (never sent to the bank); an
     unapproved payment was declined by the bank (``bankResponse``).  Capture, refund and void
     are transactions of their own (``type``), or flags on the original payment.
     """
     exact = _dict(payment.get("exactResponse"))
-    code = _text(exact.get("code"))
-    if code and code != "00":
+    code = _text(exact.get("code")).strip()
+    if code and not exact_code_normal(code):
         return p.CHARGE_FAILED, f"exact_{code}", _text(exact.get("message"))
     if not payment.get("approved"):
         bank = _dict(payment.get("bankResponse"))
@@ -578,14 +632,12 @@ class ExactProcessor(BaseProcessor):
         token = request.method.token if request.method else self._customer_token(request.customer)
         body: dict[str, Any] = {"amount": amount, "capture": bool(request.capture),
                                 "paymentMethod": {"token": token}}
-        reference_no = request.reference or request.idempotency_key
-        if reference_no:
-            body["reference"] = {"referenceNo": reference_no}
-            if request.customer.reference_id:
-                body["reference"]["customerRef"] = request.customer.reference_id
-            if request.idempotency_key:
-                # Exact's documented way to reverse a payment that timed out without an id.
-                body["reference"]["correlationId"] = request.idempotency_key
+        # referenceNo/customerRef at most 20 characters, correlationId at most 60 (OpenAPI NewPayment):
+        # longer order references and keys are shortened deterministically (``fit_reference``).
+        reference = payment_reference(reference=request.reference, idempotency_key=request.idempotency_key,
+                                      customer_ref=request.customer.reference_id)
+        if reference:
+            body["reference"] = reference
         payment = self._post("/payments", json=body)
         result = self._result(payment, "", amount)
         if not result.reference:

@@ -73,9 +73,12 @@ def add_payment_method(customer: Customer, temporary_token: str, label: str | No
     processor = get_processor(customer.account)
     has_default = SavedPaymentMethod.objects.chargeable().filter(customer=customer, is_default=True).exists()
     becomes_default = make_default or not has_default
+    default_address = customer.addresses.filter(is_default=True).first()  # billing data for the processor
     vaulted = processor.vault_payment_method(p.VaultRequest(
         customer=customer.processor_ref, temporary_token=temporary_token, method_type=method_type,
         label=label or "", make_default=becomes_default, holder_name=holder_name,
+        billing_address=default_address.as_data() if default_address else None,
+        email=customer.email, customer_name=customer.name,
     ))
     fingerprint = _fingerprint(customer.account, vaulted)
     with transaction.atomic():

@@ -167,6 +167,7 @@ class CaselleFake(FakeServer):
         super().reset()
         with self.lock:
             self.token_ttl = 3600
+            self.create_conflict_status = 409
             self.access_tokens: dict[str, float] = {}  # token → expiry (epoch seconds)
             # The most recent requests, for tests to inspect (bounded for long standalone runs).
             self.token_requests: deque[FakeRequest] = deque(maxlen=200)
@@ -394,7 +395,10 @@ class CaselleFake(FakeServer):
         if not data["reference_id"].strip():
             raise _Invalid("body.reference_id must not be empty")
         if any(c["reference_id"] == data["reference_id"] for c in self.customers.values()):
-            return self.error(409, "a customer with this reference_id already exists", "already_exists")
+            # Caselle documents that a create can conflict, not how it answers; 409 is inferred.
+            # ``create_conflict_status`` plays the other reading (a 400 whose body names the conflict).
+            return self.error(self.create_conflict_status, "a customer with this reference_id already exists",
+                              "already_exists")
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         customer = {
             "uid": _uid("cus"),

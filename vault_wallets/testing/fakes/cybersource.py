@@ -58,6 +58,11 @@ from vault_wallets.testing.server import (
 
 _INVALID_DATA = "Declined - One or more fields in the request contains invalid data"
 _MISSING_FIELD = "Declined - The request is missing one or more fields"
+#: billTo fields a card authorization needs on an account without relaxed address requirements.
+_BILL_TO_REQUIRED = ("firstName", "lastName", "address1", "locality", "country", "email")
+#: What the official SDK declares as Accept for Transaction Details (cybersource-rest-client-python
+#: CyberSource/api/transaction_details_api.py); the fake refuses a request that does not accept it.
+_HAL_JSON = "application/hal+json;charset=utf-8"
 _DECLINE_MESSAGES = {
     "PROCESSOR_DECLINED": (
         "Decline - General decline of the card. No other information provided by the issuing bank."
@@ -156,6 +161,10 @@ class CyberSourceFake(FakeServer):
         self.addresses: dict[str, dict[str, Any]] = {}
         self.transient: dict[str, dict[str, Any]] = {}
         self.transactions: dict[str, dict[str, Any]] = {}
+        # An account with "relaxed requirements for address data" takes an authorization without
+        # billTo; without them (``relaxed_address = False``) a transient-token authorization must
+        # carry the billTo fields below or is answered MISSING_FIELD.
+        self.relaxed_address = True
 
     def describe(self) -> list[str]:
         return [
@@ -967,6 +976,14 @@ class CyberSourceFake(FakeServer):
             and _get(data, "paymentInformation.customer.id") not in self.customers
         ):
             return self._invalid(["paymentInformation.customer.id"])
+        if not self.relaxed_address and _get(data, "tokenInformation.transientTokenJwt"):
+            bill_to = _get(data, "orderInformation.billTo") or {}
+            required = list(_BILL_TO_REQUIRED)
+            if str(bill_to.get("country") or "").upper() in ("US", "CA"):
+                required += ["administrativeArea", "postalCode"]
+            missing = [f"orderInformation.billTo.{name}" for name in required if _blank(bill_to.get(name))]
+            if missing:
+                return self._missing(missing)
         source = self._payment_source(data)
         if isinstance(source, FakeResponse):
             return source
@@ -1296,6 +1313,8 @@ class CyberSourceFake(FakeServer):
     # -- Transaction Details -----------------------------------------------------------------
     @route("GET", "/tss/v2/transactions/{transaction_id}")
     def _transaction(self, request: FakeRequest, transaction_id: str) -> FakeResponse:
+        if "application/hal+json" not in request.header("accept"):
+            return self.error(406, f"Not Acceptable: this resource answers {_HAL_JSON}", "NOT_ACCEPTABLE")
         transaction = self.transactions.get(transaction_id)
         if transaction is None:
             return self._not_found()

@@ -66,6 +66,7 @@ EXACT_FAILURES = {
     95: "Invalid Currency Requested",
 }
 TEST_AMOUNT_BASE = 500000
+REFERENCE_LIMITS = {"referenceNo": 20, "customerRef": 20, "correlationId": 60}
 
 _ERROR_TYPES = {400: "invalid-request-error", 401: "authentication-error", 403: "authorization-error",
                 422: "invalid-request-error"}
@@ -500,7 +501,8 @@ class ExactFake(FakeServer):
             "authorization": f"ET{secrets.randbelow(10**6):06d}" if approved else "",
             "amount": amount, "currencyCode": self.CURRENCY, "createdAt": _now(), "sentToBank": True,
             "bankResponse": {"code": "AA", "message": "Approved Transaction"} if approved else None,
-            "exactResponse": {"code": "00", "message": "Transaction Normal"},
+            # Exact's documented approved payment: approved true, exactResponse.code "0000".
+            "exactResponse": {"code": "0000", "message": "Transaction Normal"},
             "refundDetails": {"refunds": [], "remaining": amount},
             "voidDetails": {"voids": []},
             **fields,
@@ -522,6 +524,12 @@ class ExactFake(FakeServer):
         reference = _optional(body, "reference", dict, "object")
         if reference is not None:
             _require_str(reference, "referenceNo")
+            # OpenAPI NewPayment: referenceNo and customerRef at most 20 characters, correlationId 60.
+            for field, limit in REFERENCE_LIMITS.items():
+                value = reference.get(field)
+                if value is not None and (not isinstance(value, str) or len(value) > limit):
+                    raise _Invalid(f"reference.{field}", f"String must contain at most {limit} character(s)",
+                                   "too_big")
         source = self._charge_source(token)
         test_code = amount - TEST_AMOUNT_BASE if 0 <= amount - TEST_AMOUNT_BASE < 100 else None
         if test_code in GATEWAY_ERRORS:

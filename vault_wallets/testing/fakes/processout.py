@@ -7,9 +7,11 @@ What it plays (see docs/processors/processout.md):
   ``"success"``;
 * customers (currency immutable once set), customer tokens (``source`` = a ``card_…`` from
   ``/_fake/tokens``, single use; ``verify=true``; ``set_default``), invoices with
-  ``/authorize``, ``/capture``, ``/void``, ``/transactions``, refunds on transactions,
+  ``/authorize``, ``/capture``, ``/void`` (answering ``{"success": true, "transaction": {}}`` as
+  documented), ``/transactions``, refunds on transactions,
   events (``GET /events/{id}``), paging (``limit``/``order``/``start_after``/``end_before``,
   ``has_more``) and ``expand=card``;
+* objects and events carry ``project_id`` ``proj_X`` while the credential is ``test-proj_X``;
 * ``Idempotency-Key`` on POSTs: the first answer under a key (per path) is replayed;
 * test cards: 4242424242424242, 5555555555554444, 378282246310005 succeed; 4000000000000002
   is declined (and fails verification); 4000000000001216 verifies but its payments fail at
@@ -210,8 +212,14 @@ class ProcessOutFake(FakeServer):
             raise _Refused(404, "resource.not-found", f"The {label} could not be found.")
         return obj
 
+    @property
+    def object_project_id(self) -> str:
+        """The ``project_id`` objects and events carry: the credential without its ``test-`` prefix
+        (``test-proj_X`` authenticates, objects say ``proj_X``; ../shared/PROCESSORS.md Corrections)."""
+        return self.PROJECT_ID.removeprefix("test-")
+
     def _stamp(self, obj: dict[str, Any]) -> dict[str, Any]:
-        obj.update(project_id=self.PROJECT_ID, sandbox=True, created_at=_now(), _seq=next(self._seq))
+        obj.update(project_id=self.object_project_id, sandbox=True, created_at=_now(), _seq=next(self._seq))
         return obj
 
     def _page(self, request: FakeRequest, items: list[dict], key: str, view) -> FakeResponse:
@@ -304,7 +312,7 @@ class ProcessOutFake(FakeServer):
 
     # -- events and deliveries ------------------------------------------------------------------
     def fire(self, name: str, data: dict[str, Any], project_id: str | None = None) -> dict:
-        event = {"id": _new_id("ev"), "project_id": project_id or self.PROJECT_ID, "name": name,
+        event = {"id": _new_id("ev"), "project_id": project_id or self.object_project_id, "name": name,
                  "data": copy.deepcopy(data), "sandbox": True, "fired_at": _now(), "_seq": next(self._seq)}
         with self.lock:
             self.events[event["id"]] = event
@@ -620,7 +628,9 @@ class ProcessOutFake(FakeServer):
                            "Only an authorized transaction can be voided.")
         transaction.update(status="voided", voided=True, available_amount="0")
         self._transaction_event("transaction.voided", transaction)
-        return self._ok(transaction=_public(transaction))
+        # ProcessOut's API reference documents exactly this answer (docs.processout.com/reference/
+        # void-an-invoice); the transaction's new state is read with GET /invoices/{id}/transactions.
+        return self._ok(transaction={})
 
     @route("GET", "/transactions/{transaction_id}")
     def get_transaction(self, request: FakeRequest, transaction_id: str) -> FakeResponse:

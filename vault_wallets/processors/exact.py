@@ -342,9 +342,9 @@ def payment_reference(*, reference: str, idempotency_key: str, customer_ref: str
 def charge_status(payment: Mapping[str, Any]) -> tuple[str, str, str]:
     """``(status, failure_code, failure_message)`` of an Exact payment record.
 
-    A non-zero ``exactResponse`` code (approved is ``"0000"``) failed inside Exact's network (never sent to the bank); an
-    unapproved payment was declined by the bank (``bankResponse``).  Capture, refund and void
-    are transactions of their own (``type``), or flags on the original payment.
+    A non-zero ``exactResponse`` code (approved is ``"0000"``) failed inside Exact's network
+    (never sent to the bank); an unapproved payment was declined by the bank (``bankResponse``).
+    Capture, refund and void are transactions of their own (``type``), or flags on the original payment.
     """
     exact = _dict(payment.get("exactResponse"))
     code = _text(exact.get("code")).strip()

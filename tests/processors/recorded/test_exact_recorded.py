@@ -25,8 +25,8 @@ from __future__ import annotations
 import uuid
 
 from vault_wallets.processors import base
-from vault_wallets.processors.base import ChargeRequest, CustomerData, CustomerRef, MethodRef, VaultRequest
 from vault_wallets.processors import exact as exact_module
+from vault_wallets.processors.base import ChargeRequest, CustomerData, CustomerRef, MethodRef, VaultRequest
 from vault_wallets.processors.exact import ExactProcessor
 
 from .harness import Exchange, Match, Responder, compare

@@ -331,6 +331,23 @@ def is_create_conflict(exc: ProcessorError) -> bool:
     return any(word.replace("-", "_") in text for word in _CONFLICT_WORDS)
 
 
+def _with_display_data(saved: Any, ptype: str, sent: Mapping[str, Any]) -> dict[str, Any]:
+    """The save answer, with the display data we sent where the answer leaves it out.
+
+    Caselle's documented answer to a save is ``{saved_payment_method_uid, payment_method: {credit:
+    {fingerprint: <permanent token>, …}}}`` ("Customers & wallets"); the docs then say to show the
+    customer last4 and brand, which the answer need not repeat.  What Caselle answers wins; the
+    proxynized token we sent is never used as the permanent one.
+    """
+    saved = dict(saved) if isinstance(saved, Mapping) else {}
+    pm = saved.get("payment_method") if isinstance(saved.get("payment_method"), Mapping) else {}
+    answered = pm.get(ptype) if isinstance(pm.get(ptype), Mapping) else {}
+    display = {k: v for k, v in sent.items() if k != "fingerprint"}
+    saved["payment_method"] = {**pm, "payment_method_type": pm.get("payment_method_type") or ptype,
+                               ptype: {**display, **answered}}
+    return saved
+
+
 def _sanitize(value: Any) -> Any:
     """A copy of a Caselle object without tokens or account numbers."""
     if isinstance(value, Mapping):
@@ -674,7 +691,7 @@ class CaselleProcessor(BaseProcessor):
                     exc.message, code=exc.code, http_status=exc.http_status, processor=self.name
                 ) from None
             raise
-        method = self._method(saved)
+        method = self._method(_with_display_data(saved, ptype, details))
         if not method.token:
             raise ProcessorUnavailable(
                 "Caselle saved the method but answered without its permanent token",

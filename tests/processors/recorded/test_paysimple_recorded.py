@@ -1,0 +1,104 @@
+"""PaySimple backend against recorded pairs from PaySimple's own material (not our fake).
+
+Sources:
+
+* [SDK] GitHub ``PaySimple/PaySimpleSDK`` @ 74c00bdc: ``src/PaySimpleSdk/Helpers/Endpoints.cs``
+  (routes), ``Helpers/SignatureGenerator.cs`` (``PSSERVER accessid=…; timestamp=…; signature=…``),
+  ``Payments/Payment.cs`` (the payment's fields), ``Helpers/Enumerations.cs`` (``Status``:
+  Authorized, …, Voided), ``Payments/CheckoutToken.cs`` (``JwtToken``, ``Expiration``,
+  ``IsValid``), ``Payments/CheckoutTokenRequest.cs`` (an empty request), ``Customers/
+  CustomerService.cs`` (``GET /v4/customer/{id}/token``).
+* [EXISTING] documentation.paysimple.com/docs/paysimplejs-working-with-existing-customers (stored
+  copy: ../shared/seeds/000): ``GET /customer/{customer_id}/token`` → ``{"JwtToken": "<Customer
+  Token>"}``, customer id 12345 in its server sample.
+* [NEW-PAYMENT] documentation.paysimple.com/reference/new-payment: ``AccountId`` (required),
+  ``Amount`` (decimal dollars), ``OrderId``/``PurchaseOrderNumber`` (≤ 50), ``Description``.
+* [ENVELOPE] every v4 answer is ``{"Meta": {Errors, HttpStatusCode, PagingDetails}, "Response": …}``
+  (../shared/PROCESSORS.md PaySimple, from the API guide).
+
+PaySimple publishes no complete JSON payment answers in these sources: the payment answers are
+assembled from ``Payment.cs``'s fields, with the account/customer ids of the PaySimpleJS example
+(../shared/BROWSER-SDKS.md §1.4).  Vaulting from PaySimpleJS (``accountRetrieved``) is wire fault 1,
+handled elsewhere; the old ``POST /v4/paymenttoken`` exchange is deliberately not recorded here.
+"""
+
+from __future__ import annotations
+
+from vault_wallets.processors import base
+from vault_wallets.processors.base import ChargeRequest, CustomerRef, MethodRef
+from vault_wallets.processors.paysimple import PaySimpleProcessor
+
+from .harness import Exchange, Match, Responder
+
+PSSERVER = Match(r"^PSSERVER accessid=apiuser; timestamp=[0-9T:.\-+Z]+; signature=[A-Za-z0-9+/]{43}=$",
+                 note="[SDK] SignatureGenerator.cs")
+META = {"Errors": None, "HttpStatusCode": 200, "PagingDetails": None}
+ACCOUNT_ID, CUSTOMER_ID = 7313702, 8041997  # the PaySimpleJS accountRetrieved example
+
+
+def envelope(response, status: int = 200) -> dict:
+    return {"Meta": {**META, "HttpStatusCode": status}, "Response": response}
+
+
+def payment(**fields) -> dict:
+    """A payment with ``Payment.cs``'s fields (assembled; see the module docstring)."""
+    return {"Id": 5001234, "AccountId": ACCOUNT_ID, "Amount": 10.5, "IsDebit": False, "CustomerId": CUSTOMER_ID,
+            "CustomerFirstName": "Alex", "CustomerLastName": "Morales", "OrderId": "order-17",
+            "PurchaseOrderNumber": "order-17", "Description": "Order 17", "Status": "Authorized",
+            "PaymentType": "CC", "ProviderAuthCode": "Approved", "TraceNumber": "8f3c9a",
+            "PaymentDate": "2026-12-01T00:00:00Z", "CanVoidUntil": "2026-12-01T23:59:59Z",
+            "FailureData": {"Code": "", "Description": "", "MerchantActionText": ""}, "IsDecline": False,
+            "CreatedOn": "2026-12-01T00:00:00Z", "LastModified": "2026-12-01T00:00:00Z", **fields}
+
+
+def processor(responder: Responder) -> PaySimpleProcessor:
+    return PaySimpleProcessor("ps-recorded", {"API_USERNAME": "apiuser", "API_KEY": "apikey-recorded",
+                                              "AUTH_SCHEME": "psserver", "BASE_URL": responder.url,
+                                              "WEBHOOK_SECRET": "s" * 32, "TIMEOUT": (2, 2), "RETRIES": 0})
+
+
+def test_customer_token_for_paysimplejs():
+    with Responder([
+        Exchange(source="[EXISTING] Step 2; [SDK] CustomerService.GetCustomerTokenAsync, Endpoints.CustomerToken",
+                 method="GET", path="/v4/customer/12345/token", headers={"Authorization": PSSERVER},
+                 response=envelope({"JwtToken": "<Customer Token>"})),
+    ]) as responder:
+        token = processor(responder).get_client_token(CustomerRef(id="12345"))
+        responder.verify()
+    assert token.token == "<Customer Token>" and token.expires_at is not None
+
+
+def test_checkout_token_request_is_empty():
+    with Responder([
+        Exchange(source="[SDK] PaymentService.GetCheckoutTokenAsync, CheckoutTokenRequest (empty), CheckoutToken",
+                 method="POST", path="/v4/checkouttoken", headers={"Authorization": PSSERVER}, json={},
+                 mode="exact",
+                 response=envelope({"JwtToken": "<Checkout Token>", "Expiration": "2026-12-01T00:05:00Z",
+                                    "IsValid": True})),
+    ]) as responder:
+        token = processor(responder).get_checkout_token()
+        responder.verify()
+    assert token.token == "<Checkout Token>"
+    assert token.expires_at is not None and token.expires_at.isoformat().startswith("2026-12-01T00:05")
+
+
+def test_charge_and_void_a_payment():
+    with Responder([
+        Exchange(source="[NEW-PAYMENT]; [SDK] Payment.cs, PaymentService.CreatePaymentAsync",
+                 method="POST", path="/v4/payment", headers={"Authorization": PSSERVER},
+                 json={"AccountId": ACCOUNT_ID, "Amount": 10.5, "OrderId": "order-17",
+                       "PurchaseOrderNumber": "order-17", "Description": "Order 17"},
+                 mode="exact", status=201, response=envelope(payment(), 201)),
+        Exchange(source="[SDK] PaymentService.VoidPaymentAsync (PUT /v4/payment/{id}/void)",
+                 method="PUT", path="/v4/payment/5001234/void", headers={"Authorization": PSSERVER},
+                 response=envelope(payment(Status="Voided"))),
+    ]) as responder:
+        paysimple = processor(responder)
+        charged = paysimple.charge(ChargeRequest(customer=CustomerRef(id=str(CUSTOMER_ID)), amount=1050,
+                                                 currency="USD", method=MethodRef(token=str(ACCOUNT_ID)),
+                                                 reference="order-17", description="Order 17"))
+        voided = paysimple.void(charged.reference)
+        responder.verify()
+    assert (charged.reference, charged.status, charged.amount, charged.amount_captured) == (
+        "5001234", base.CHARGE_CAPTURED, 1050, 1050)
+    assert voided.status == base.CHARGE_VOIDED and voided.amount == 1050

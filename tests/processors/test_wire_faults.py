@@ -28,10 +28,16 @@ from vault_wallets.processors.caselle import CaselleProcessor
 from vault_wallets.processors.cybersource import CyberSourceProcessor
 from vault_wallets.processors.exact import ExactProcessor
 from vault_wallets.processors.processout import ProcessOutProcessor
-from vault_wallets.testing.fakes.caselle import caselle_fake  # noqa: F401  (fixtures)
-from vault_wallets.testing.fakes.cybersource import cybersource_fake  # noqa: F401
-from vault_wallets.testing.fakes.exact import exact_fake  # noqa: F401
-from vault_wallets.testing.fakes.processout import processout_fake  # noqa: F401
+from vault_wallets.testing.fakes import caselle as caselle_fakes
+from vault_wallets.testing.fakes import cybersource as cybersource_fakes
+from vault_wallets.testing.fakes import exact as exact_fakes
+from vault_wallets.testing.fakes import processout as processout_fakes
+
+# The fakes' pytest fixtures.
+caselle_fake = caselle_fakes.caselle_fake
+cybersource_fake = cybersource_fakes.cybersource_fake
+exact_fake = exact_fakes.exact_fake
+processout_fake = processout_fakes.processout_fake
 
 
 def _ref(customer) -> CustomerRef:

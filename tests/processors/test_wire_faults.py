@@ -170,3 +170,26 @@ def test_caselle_create_conflict_fetches_instead(caselle_fake, status):
     assert again.id == first.id
     assert ("POST", "/api/customers", status) in caselle_fake.calls
     assert ("GET", "/api/customers", 200) in caselle_fake.calls
+
+
+def test_processout_void_stays_voided_when_the_read_back_fails(processout_fake):
+    processor = ProcessOutProcessor("po", processout_fake.account_options(TIMEOUT=(2, 2), RETRIES=0))
+    customer = processor.create_customer(CustomerData(reference_id="r-3b", name="Alex Morales", currency="USD"))
+    token = processout_fake.tokenize_card("4242424242424242", 12, date.today().year + 2, "123", "Alex")
+    method = processor.vault_payment_method(VaultRequest(customer=_ref(customer), temporary_token=token))
+    auth = processor.charge(ChargeRequest(customer=_ref(customer), amount=1234, currency="USD",
+                                          method=method.ref, capture=False))
+    real = processout_fake.handle  # the void answers normally …
+
+    def fail_read_back(request):
+        if request.method == "GET" and request.path.endswith("/transactions"):
+            return processout_fake.error(503, "unavailable", "internal")
+        return real(request)
+
+    processout_fake.handle = fail_read_back  # … and the read-back of the transaction fails
+    try:
+        voided = processor.void(auth.reference)
+    finally:
+        del processout_fake.handle
+    assert voided.status == base.CHARGE_VOIDED
+    assert processout_fake.transactions[processout_fake.invoices[auth.reference]["transaction_id"]]["voided"]

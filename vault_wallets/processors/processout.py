@@ -456,7 +456,12 @@ class ProcessOutProcessor(BaseProcessor):
                           key=idempotency_key)
         transaction = body.get("transaction")
         if not isinstance(transaction, dict) or not (transaction.get("amount") and transaction.get("currency")):
-            transaction = self._invoice_transaction(reference)
+            try:
+                transaction = self._invoice_transaction(reference)
+            except (InvalidRequestError, ProcessorUnavailable):
+                # The void itself succeeded: a failed read-back must not make it look failed.
+                return ChargeResult(reference=reference, status=CHARGE_VOIDED, amount=0, currency="",
+                                    raw={"voided": True})
         result = self._result(reference, transaction)
         if result.status == CHARGE_VOIDED:
             return result

@@ -26,9 +26,11 @@ Sources:
   ``docs/TssV2TransactionsGet200Response*.md`` (transaction details fields: the stored docs have no
   card example, so that answer is assembled from these fields and the ids above).
 
-No official example in these sources covers a TMS webhook delivery end to end (the signature is
-checked against the recorded vector in ``tests/processors/test_cybersource.py``), reversals or
-refunds: they are not covered here.
+* [LCM] developer.cybersource.com .../tms-net-tkn-onboard/tms-lcm/tms-lcm-ex-rest.html — the
+  ``tms.networktoken.updated`` notification body (the signature scheme is the webhooks guide's; its
+  worked vector is checked in ``tests/processors/test_cybersource.py``).
+
+No official example in these sources covers reversals or refunds: they are not covered here.
 """
 
 from __future__ import annotations
@@ -256,3 +258,67 @@ def test_signing_vector_from_the_official_sdk_still_holds():
                            date="Thu, 18 Jul 2019 00:18:03 GMT", merchant_id=MERCHANT, key_id=KEY_ID,
                            secret=base64.b64decode(SECRET), body=body)
     assert headers["Signature"].endswith('signature="0FHxkKDumzZiBpkzKJ1BHQJYo1r1hD84c7774apzrJU="')
+
+
+# [LCM] developer.cybersource.com/docs/cybs/en-us/tms/developer/ctv/rest/tms/tms-net-tkn-onboard/tms-lcm/
+# tms-lcm-ex-rest.html — "Network Token Update Notification", verbatim (the docs' own instrument
+# identifier link has an href ending …829123 and an id …829870; the id is what a client reads).
+NETWORK_TOKEN_UPDATED = {
+    "eventType": "tms.networktoken.updated", "webhookId": "261d2616-xxxx-9ba8-q3456-8b588d0a5f2a",
+    "productId": "tokenManagement", "organizationId": "mid", "eventDate": "2025-02-24T16:46:27",
+    "transactionTraceId": "234234234234234c14e374c2b5a31e26c4316f0dc-0", "retryNumber": 0,
+    "payload": {"data": {
+        "reason": "TOKEN_STATUS_UPDATED", "id": "2EE7067B2F015632E0631E588E0A1987", "type": "tokenizedCardUpdates",
+        "version": "1.0",
+        "_links": {"tokenized-cards": [{"href": "/tms/v2/tokenized-cards/2E8B371F931C4B9BE0631D588D0AF123",
+                                        "id": "2E8B371F931C4B9BE0631D588D0AF123", "state": "DELETED"}],
+                   "instrumentIdentifiers": [{"href": "/tms/v1/instrumentidentifiers/7045450003485829123",
+                                              "id": "7045450003485829870"}]}},
+        "organizationId": "mid"},
+    "requestType": "NEW",
+}
+
+
+def test_network_token_update_names_the_instruments_of_its_identifier():
+    """Webhook: the documented notification, signed as the webhooks guide describes
+    (``v-c-signature: t=…;keyId=…;sig=base64(HMAC-SHA256(base64-decoded key, t + "." + body))``)."""
+    import hashlib
+    import hmac
+    import json as jsonlib
+    import time
+    from datetime import datetime, timezone
+
+    from vault_wallets.processors.base import WebhookRequest
+
+    key = base64.b64encode(b"recorded-webhook-key").decode()
+    body = jsonlib.dumps(NETWORK_TOKEN_UPDATED).encode()
+    stamp = str(int(time.time() * 1000))
+    sig = base64.b64encode(hmac.new(base64.b64decode(key), stamp.encode() + b"." + body, hashlib.sha256).digest())
+    request = WebhookRequest(
+        headers={"content-type": "application/json", "v-c-event-type": "tms.networktoken.updated",
+                 "v-c-signature": f"t={stamp};keyId=kid-1;sig={sig.decode()}",
+                 "v-c-transaction-trace-id": '"234234234234234c14e374c2b5a31e26c4316f0dc-0"'},
+        body=body, received_at=datetime.now(timezone.utc))
+    collection = {  # "Retrieve an Instrument Identifier's Payment Instruments" (collection fields), holding [PI]
+        "_links": {"self": {"href": "/tms/v1/instrumentidentifiers/7045450003485829870/paymentinstruments"
+                                    "?offset=0&limit=100"}},
+        "object": "collection", "offset": 0, "limit": 100, "count": 1, "total": 1,
+        "_embedded": {"paymentInstruments": [INSTRUMENT]},
+    }
+    with Responder([
+        Exchange(source="developer.cybersource.com tms-ii-tkn-retrieve-pi-intro (offset/limit paging); "
+                        "[SDK] instrument_identifier_api.py get_instrument_identifier_payment_instruments_list",
+                 method="GET", path="/tms/v1/instrumentidentifiers/7045450003485829870/paymentinstruments",
+                 query={"offset": "0", "limit": "100"}, headers=signed(TMS_JSON, body=False), response=collection),
+    ]) as responder:
+        cybersource = CyberSourceProcessor("cs-recorded", {
+            "MERCHANT_ID": MERCHANT, "KEY_ID": KEY_ID, "SHARED_SECRET": SECRET, "BASE_URL": responder.url,
+            "TIMEOUT": (2, 2), "RETRIES": 0, "WEBHOOK_KEYS": {"kid-1": key}})
+        cybersource.verify_webhook(request)
+        assert cybersource.webhook_event_id(request) == ("234234234234234c14e374c2b5a31e26c4316f0dc-0",
+                                                          "tms.networktoken.updated")
+        [event] = cybersource.parse_webhook(request)
+        responder.verify()
+    assert event.type == base.EVENT_PAYMENT_METHOD_UPDATED
+    assert event.payment_method_ids == (INSTRUMENT_ID,)
+    assert event.data == {"reason": "TOKEN_STATUS_UPDATED", "network_token_states": ["DELETED"]}

@@ -105,7 +105,8 @@ _FAILED_STATUSES = {"failed", "returned", "reversensf", "chargeback"}
 _EVENT_STATUS = {
     **{s: EVENT_CHARGE_SUCCEEDED for s in ("authorized", "pending", "posted", "settled")},
     **{s: EVENT_CHARGE_FAILED for s in ("failed", "returned", "reverse_n_s_f", "chargeback")},
-    "reversed": EVENT_CHARGE_REFUNDED,
+    # documentation.paysimple.com/docs/payment-events lists these payment_status values too.
+    **{s: EVENT_CHARGE_REFUNDED for s in ("reversed", "reverse_posted", "refund_settled")},
     "voided": EVENT_CHARGE_VOIDED,
 }
 

@@ -20,12 +20,18 @@ PaySimple publishes no complete JSON payment answers in these sources: the payme
 assembled from ``Payment.cs``'s fields, with the account/customer ids of the PaySimpleJS example
 (../shared/BROWSER-SDKS.md §1.4).  Vaulting from PaySimpleJS (``accountRetrieved``) is wire fault 1,
 handled elsewhere; the old ``POST /v4/paymenttoken`` exchange is deliberately not recorded here.
+* [EVENTS] documentation.paysimple.com/docs/payment-events: webhook message fields and the payment
+  statuses (no JSON example is published: the messages are assembled from the field list).
 """
 
 from __future__ import annotations
 
+import json
+
+import pytest
+
 from vault_wallets.processors import base
-from vault_wallets.processors.base import ChargeRequest, CustomerRef, MethodRef
+from vault_wallets.processors.base import ChargeRequest, CustomerRef, MethodRef, WebhookRequest
 from vault_wallets.processors.paysimple import PaySimpleProcessor
 
 from .harness import Exchange, Match, Responder
@@ -102,3 +108,37 @@ def test_charge_and_void_a_payment():
     assert (charged.reference, charged.status, charged.amount, charged.amount_captured) == (
         "5001234", base.CHARGE_CAPTURED, 1050, 1050)
     assert voided.status == base.CHARGE_VOIDED and voided.amount == 1050
+
+
+# [EVENTS] documentation.paysimple.com/docs/payment-events: the webhook message object (event_type,
+# event_id, merchant_id, created_at, data) and the payment event properties, with every documented
+# payment_status.  The page gives field lists, not a JSON example: the message is assembled from them.
+PAYMENT_STATUSES = {
+    "authorized": base.EVENT_CHARGE_SUCCEEDED, "pending": base.EVENT_CHARGE_SUCCEEDED,
+    "posted": base.EVENT_CHARGE_SUCCEEDED, "settled": base.EVENT_CHARGE_SUCCEEDED,
+    "chargeback": base.EVENT_CHARGE_FAILED, "failed": base.EVENT_CHARGE_FAILED,
+    "returned": base.EVENT_CHARGE_FAILED, "reverse_n_s_f": base.EVENT_CHARGE_FAILED,
+    "reversed": base.EVENT_CHARGE_REFUNDED, "reverse_posted": base.EVENT_CHARGE_REFUNDED,
+    "refund_settled": base.EVENT_CHARGE_REFUNDED, "voided": base.EVENT_CHARGE_VOIDED,
+}
+
+
+@pytest.mark.parametrize("status", sorted(PAYMENT_STATUSES))
+def test_payment_event_with_each_documented_status(status):
+    message = {
+        "event_type": "payment_created" if status == "authorized" else "payment_status_changed",
+        "event_id": f"evt-{status}", "merchant_id": 1234, "created_at": "2026-12-01T10:00:00Z",
+        "data": {"payment_id": 5001234, "order_id": "ord-1", "customer_id": CUSTOMER_ID, "account_id": ACCOUNT_ID,
+                 "payment_status": status, "amount": 10.5, "payment_type": "credit_card",
+                 "payment_token": "9f0d5c1e-4a8b-4c55-9b1e-2f1c3d4e5a6b", "order_external_id": "order-17",
+                 "payment_source": "api4", "estimated_deposit_date": "2026-12-03"},
+    }
+    request = WebhookRequest(headers={"content-type": "application/json"}, body=json.dumps(message).encode())
+    with Responder([]) as responder:
+        paysimple = processor(responder)
+        assert paysimple.webhook_event_id(request) == (f"evt-{status}", message["event_type"])
+        [event] = paysimple.parse_webhook(request)
+        responder.verify()
+    assert event.type == PAYMENT_STATUSES[status]
+    assert event.charge_reference == "5001234" and event.customer_id == str(CUSTOMER_ID)
+    assert event.data["amount"] == 1050 and event.data["account_id"] == str(ACCOUNT_ID)

@@ -57,7 +57,8 @@ def test_processout_sandbox_event_of_our_project_is_accepted(processout_fake):
     assert normalized.event_id == event["id"]
 
 
-def test_processout_void_with_the_documented_empty_transaction(processout_fake):
+def _processout_authorization(processout_fake) -> tuple[ProcessOutProcessor, base.ChargeResult]:
+    """A ProcessOut processor on the fake and a 12.34 USD authorization of a vaulted card."""
     processor = ProcessOutProcessor("po", processout_fake.account_options(TIMEOUT=(2, 2), RETRIES=0))
     customer = processor.create_customer(CustomerData(reference_id="r-3", name="Alex Morales", currency="USD"))
     token = processout_fake.tokenize_card("4242424242424242", 12, date.today().year + 2, "123", "Alex")
@@ -65,6 +66,11 @@ def test_processout_void_with_the_documented_empty_transaction(processout_fake):
     auth = processor.charge(ChargeRequest(customer=_ref(customer), amount=1234, currency="USD",
                                           method=method.ref, capture=False))
     assert auth.status == base.CHARGE_AUTHORIZED
+    return processor, auth
+
+
+def test_processout_void_with_the_documented_empty_transaction(processout_fake):
+    processor, auth = _processout_authorization(processout_fake)
     voided = processor.void(auth.reference)
     assert voided.status == base.CHARGE_VOIDED and not voided.failure_code
     assert (voided.amount, voided.currency) == (1234, "USD")  # read back from the invoice's transaction
@@ -173,12 +179,7 @@ def test_caselle_create_conflict_fetches_instead(caselle_fake, status):
 
 
 def test_processout_void_stays_voided_when_the_read_back_fails(processout_fake):
-    processor = ProcessOutProcessor("po", processout_fake.account_options(TIMEOUT=(2, 2), RETRIES=0))
-    customer = processor.create_customer(CustomerData(reference_id="r-3b", name="Alex Morales", currency="USD"))
-    token = processout_fake.tokenize_card("4242424242424242", 12, date.today().year + 2, "123", "Alex")
-    method = processor.vault_payment_method(VaultRequest(customer=_ref(customer), temporary_token=token))
-    auth = processor.charge(ChargeRequest(customer=_ref(customer), amount=1234, currency="USD",
-                                          method=method.ref, capture=False))
+    processor, auth = _processout_authorization(processout_fake)
     real = processout_fake.handle  # the void answers normally …
 
     def fail_read_back(request):

@@ -280,3 +280,19 @@ def test_webhook_refetch_still_refuses_another_project(other):
             processor(responder).parse_webhook(DELIVERY)
         responder.verify()
     assert info.value.reason == "the event belongs to another ProcessOut project"
+
+
+def test_set_default_and_delete_a_token():
+    """[SDK] token.py ``Token.save`` (``PUT …/tokens/{id}`` with ``set_default``; only ``success`` is
+    read) and ``Token.delete`` (``DELETE …/tokens/{id}``; only ``success`` is read)."""
+    with Responder([
+        Exchange(source="[SDK] token.py Token.save", method="PUT", path=f"/customers/{CUSTOMER_ID}/tokens/{TOKEN_ID}",
+                 headers=SDK_HEADERS, json={"set_default": True}, mode="exact", response={"success": True}),
+        Exchange(source="[SDK] token.py Token.delete; [GUIDE] 'Listing and deleting customers' tokens'",
+                 method="DELETE", path=f"/customers/{CUSTOMER_ID}/tokens/{TOKEN_ID}", headers=SDK_HEADERS,
+                 response={"success": True}),
+    ]) as responder:
+        po = processor(responder)
+        po.set_default_payment_method(CustomerRef(id=CUSTOMER_ID), MethodRef(token=TOKEN_ID))
+        po.delete_payment_method(CustomerRef(id=CUSTOMER_ID), MethodRef(token=TOKEN_ID))
+        responder.verify()

@@ -176,3 +176,21 @@ def test_references_are_derived_deterministically():
     one = payment_reference(reference="", idempotency_key=key, customer_ref="")
     assert one == payment_reference(reference="", idempotency_key=key, customer_ref="")
     assert len(one["referenceNo"]) == 20 and one["correlationId"] == key
+
+
+def test_fetch_and_delete_a_linked_method():
+    """Routes from Exact's Customer Vault reference (``GET|DELETE /customer/{id}/payment-method/{token}``,
+    ../shared/PROCESSORS.md Exact); the method object is the [VAULT] link answer."""
+    path = f"/customer/64af8f090674c4d267779e4d/payment-method/{LINK_ANSWER['token']}"
+    with Responder([
+        Exchange(source="GET /customer/{id}/payment-method/{token}", method="GET", path=path, headers=AUTH,
+                 response=LINK_ANSWER),
+        Exchange(source="DELETE /customer/{id}/payment-method/{token}", method="DELETE", path=path, headers=AUTH,
+                 status=204, response=None),
+    ]) as responder:
+        exact = processor(responder)
+        customer = CustomerRef(id="64af8f090674c4d267779e4d")
+        method = exact.fetch_payment_method(customer, MethodRef(token=LINK_ANSWER["token"]))
+        exact.delete_payment_method(customer, method.ref)
+        responder.verify()
+    assert (method.brand, method.last4) == ("visa", "1111")

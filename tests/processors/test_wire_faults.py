@@ -194,3 +194,12 @@ def test_processout_void_stays_voided_when_the_read_back_fails(processout_fake):
         del processout_fake.handle
     assert voided.status == base.CHARGE_VOIDED
     assert processout_fake.transactions[processout_fake.invoices[auth.reference]["transaction_id"]]["voided"]
+
+
+def test_processout_live_event_for_a_sandbox_credential_is_refused(processout_fake):
+    processor = ProcessOutProcessor("po", processout_fake.account_options(TIMEOUT=(2, 2), RETRIES=0))
+    event = processout_fake.fire("customer.updated", {"customer": {"id": "cust_1"}})
+    processout_fake.events[event["id"]]["sandbox"] = False  # what a live project's event would say
+    with pytest.raises(base.WebhookVerificationError) as info:
+        processor.parse_webhook(processout_fake.delivery(event))
+    assert info.value.reason == "the event's sandbox flag does not match the configured project"

@@ -174,9 +174,12 @@ def same_project(object_project_id: Any, credential: Any) -> bool:
     """Whether an object's ``project_id`` names the project of the configured ``PROJECT_ID``.
 
     ProcessOut's sandbox credential is ``test-proj_X`` while the objects and events of that project
-    carry ``project_id`` ``proj_X`` (checked against ProcessOut's official SDKs and docs examples;
-    ../shared/PROCESSORS.md "Corrections").  So the ``test-`` prefix of the credential is ignored,
-    and nothing else: ``proj_Y`` or ``test-proj_Y`` never matches ``test-proj_X``.
+    carry ``project_id`` ``proj_X``: the docs' project id is ``proj_gAO1…`` and every curl example
+    authenticates as ``test-proj_gAO1…`` (GitHub ``processout/documentation`` ``source/_projectID.erb``
+    and ``source/_header-curl.erb``; ../shared/PROCESSORS.md "Corrections").  So the ``test-`` prefix
+    of the credential is ignored, and nothing else: ``proj_Y`` or ``test-proj_Y`` never matches
+    ``test-proj_X``.  (Our fact sheet said only that sandbox project ids start with ``test-``; an
+    earlier version compared the strings and refused every sandbox event.)
     """
     if not isinstance(object_project_id, str) or not object_project_id or not credential:
         return False

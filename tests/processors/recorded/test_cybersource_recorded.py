@@ -322,3 +322,22 @@ def test_network_token_update_names_the_instruments_of_its_identifier():
     assert event.type == base.EVENT_PAYMENT_METHOD_UPDATED
     assert event.payment_method_ids == (INSTRUMENT_ID,)
     assert event.data == {"reason": "TOKEN_STATUS_UPDATED", "network_token_states": ["DELETED"]}
+
+
+def test_set_default_and_delete_a_payment_instrument():
+    """``PATCH``/``DELETE /tms/v2/customers/{id}/payment-instruments/{id}`` ([SDK]
+    customer_payment_instrument_api.py; ``default`` is the documented field "Create a Customer Payment
+    Instrument" lists: developer.cybersource.com .../tms-cust-pi-tkn/tms-cust-pi-tkn-create-intro.html)."""
+    path = f"/tms/v2/customers/{PAYMENT_CUSTOMER}/payment-instruments/{INSTRUMENT_ID}"
+    with Responder([
+        Exchange(source="[SDK] patch_customers_payment_instrument", method="PATCH", path=path,
+                 headers=signed(TMS_JSON, body=True), json={"default": True}, mode="exact",
+                 response={**INSTRUMENT, "default": True}),
+        Exchange(source="[SDK] delete_customer_payment_instrument", method="DELETE", path=path,
+                 headers=signed(TMS_JSON, body=False), status=204, response=None),
+    ]) as responder:
+        cybersource = processor(responder)
+        ref = base.MethodRef(token=INSTRUMENT_ID)
+        cybersource.set_default_payment_method(CustomerRef(id=PAYMENT_CUSTOMER), ref)
+        cybersource.delete_payment_method(CustomerRef(id=PAYMENT_CUSTOMER), ref)
+        responder.verify()

@@ -142,3 +142,46 @@ def test_payment_event_with_each_documented_status(status):
     assert event.type == PAYMENT_STATUSES[status]
     assert event.charge_reference == "5001234" and event.customer_id == str(CUSTOMER_ID)
     assert event.data["amount"] == 1050 and event.data["account_id"] == str(ACCOUNT_ID)
+
+
+def test_create_customer_with_the_sdk_fields():
+    """[SDK] ``Customers/Customer.cs`` and ``Customers/Address.cs`` (field names), ``Endpoints.Customer``;
+    paging ``page``/``pagesize`` and ``Meta.PagingDetails`` per [ENVELOPE].  The request is the
+    SDK's field set with the values the backend is given; the answer echoes it with an ``Id``."""
+    customer = {"FirstName": "Alex", "LastName": "Morales", "CustomerAccount": "ref-1", "ShippingSameAsBilling": True,
+                "Email": "alex@example.com", "Phone": "5551234567",
+                "BillingAddress": {"StreetAddress1": "1 Main St", "City": "Denver", "StateCode": "CO",
+                                   "ZipCode": "80202", "Country": "US"}}
+    with Responder([
+        Exchange(source="[SDK] CustomerService.GetCustomersAsync (page, pagesize)", method="GET", path="/v4/customer",
+                 query={"page": "1", "pagesize": "200"}, headers={"Authorization": PSSERVER},
+                 response={"Meta": {**META, "PagingDetails": {"TotalItems": 0, "Page": 1, "ItemsPerPage": 200}},
+                           "Response": []}),
+        Exchange(source="[SDK] CustomerService.CreateCustomerAsync (Customer.cs)", method="POST", path="/v4/customer",
+                 headers={"Authorization": PSSERVER}, json=customer, mode="exact", status=201,
+                 response=envelope({**customer, "Id": CUSTOMER_ID, "CreatedOn": "2026-12-01T00:00:00Z"}, 201)),
+    ]) as responder:
+        created = processor(responder).create_customer(base.CustomerData(
+            reference_id="ref-1", name="Alex Morales", email="alex@example.com", phone="(555) 123-4567",
+            address=base.AddressData(line1="1 Main St", city="Denver", state="co", postal_code="80202", country="us")))
+        responder.verify()
+    assert created.id == str(CUSTOMER_ID)
+
+
+def test_fetch_a_credit_card_account():
+    """[SDK] ``AccountService.GetCreditCardAccountAsync`` (``/v4/account/creditcard/{id}``),
+    ``Accounts/CreditCard.cs`` + ``Account.cs`` fields, ``Issuer`` = 12 for Visa (``Enumerations.cs``)."""
+    account = {"Id": ACCOUNT_ID, "CustomerId": CUSTOMER_ID, "IsDefault": True, "CreditCardNumber": "************1111",
+               "ExpirationDate": "12/2031", "Issuer": 12, "BillingZipCode": "80202",
+               "CreatedOn": "2026-12-01T00:00:00Z", "LastModified": "2026-12-01T00:00:00Z"}
+    with Responder([
+        Exchange(source="[SDK] AccountService.GetCreditCardAccountAsync", method="GET",
+                 path=f"/v4/account/creditcard/{ACCOUNT_ID}", headers={"Authorization": PSSERVER},
+                 response=envelope(account)),
+    ]) as responder:
+        method = processor(responder).fetch_payment_method(CustomerRef(id=str(CUSTOMER_ID)),
+                                                           MethodRef(token=str(ACCOUNT_ID)))
+        responder.verify()
+    assert (method.method_id, method.brand, method.last4, method.exp_month, method.exp_year) == (
+        str(ACCOUNT_ID), "visa", "1111", 12, 2031)
+    assert method.is_default and "CreditCardNumber" not in method.raw

@@ -2,7 +2,8 @@
 
 It plays, in memory, what the documentation describes: the OAuth client-credentials token
 endpoint, bearer-token and ``X-Payment-Account-Uid`` checks, strict JSON bodies (unknown
-properties answer 400), customers unique by ``reference_id`` (409 on a duplicate) with OData
+properties answer 400), customers unique by ``reference_id`` (409 on a duplicate, or the status
+in ``create_conflict_status``: how Caselle answers a conflict is not documented) with OData
 ``$filter``/``$top`` lookups, saved payment methods built from 15-minute proxynized tokens,
 the validate → capture → refund payment phases with a convenience fee, the webhook signing
 secret, and signed webhook deliveries (``provider.noc`` for network updates).

@@ -15,6 +15,11 @@ Test cards (any future expiry):
 * 4000000000000127 — the zero-amount verification is declined, so it cannot be vaulted
   (fake-only card, to exercise ``VerificationFailedError``).
 
+Accounts: ``relaxed_address`` (default True) plays an account with relaxed requirements for
+address data; set it False to play one that answers ``MISSING_FIELD`` to a transient-token
+authorization without ``orderInformation.billTo``.  Transaction Details answer only requests that
+accept ``application/hal+json`` (what the official SDK declares).
+
 ``/_fake/tokens`` plays Microform: it returns a *transient token* (a JWT-shaped string signed
 by the fake, valid 15 minutes, single use) carrying the masked number, card type and expiry.
 The fake keeps only bin, last4, length, card type, expiry and a fingerprint, never the number.

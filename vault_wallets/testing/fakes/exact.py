@@ -6,7 +6,10 @@ paging, partner routes under ``/account/{accountId}``, customers with their secr
 ``token``, payment methods linked to customers (the temporary token is consumed and a
 permanent one issued), payments with capture/refund/void as transactions of their own,
 the sandbox's 5000.xx amounts, and events delivered as unsigned webhooks carrying a
-custom secret header.  See ``docs/processors/exact.md`` for what is inferred.
+custom secret header.  Approved payments carry ``exactResponse.code`` ``"0000"`` and a
+``reference`` whose ``referenceNo``/``customerRef`` exceed 20 characters or whose
+``correlationId`` exceeds 60 is refused with a 400, as Exact's OpenAPI documents.  See
+``docs/processors/exact.md`` for what is inferred.
 
 Run it standalone::
 

@@ -155,11 +155,14 @@ def test_a_view_without_get_account_authenticates_against_the_default_account(tw
 
         def get(self, request):
             assert isinstance(request.auth, CustomerTokenAuth)
-            return Response({"customer": request.auth.customer.uid})
+            return Response({"customer": request.auth.customer.uid, "jti": request.auth.claims.jti,
+                             "user": request.user.pk})
 
     first, _ = two
-    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {tokens.issue(first).token}")
+    issued = tokens.issue(first)
+    request = APIRequestFactory().get("/", HTTP_AUTHORIZATION=f"Bearer {issued.token}")
     response = Plain.as_view()(request)
-    assert response.status_code == 200 and response.data == {"customer": first.uid}
+    assert response.status_code == 200
+    assert response.data == {"customer": first.uid, "jti": issued.jti, "user": first.user_id}
     anonymous = Plain.as_view()(APIRequestFactory().get("/"))
     assert anonymous.status_code == 401

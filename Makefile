@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test test-postgres lint docs bench clean
+.PHONY: install demo test test-postgres lint docs bench mutation clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,10 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+## Mutation testing of the security- and money-critical modules (docs/testing.md).
+## MUTATION_ARGS="--sample 30" runs a deterministic sample, as CI does.
+mutation: $(STAMP)
+	$(BIN)/python tests/mutation/run.py $(MUTATION_ARGS)
+
 clean:
-	rm -rf $(VENV) site .pytest_cache example_project/db.sqlite3
+	rm -rf $(VENV) site .pytest_cache mutants example_project/db.sqlite3

@@ -116,6 +116,13 @@
           wallet: this, form: form, fields: fields, config: this.config, session: this.session,
           client: this.session.client || {}, loadScript: loadScript, VaultError: VaultError,
           input: (name) => form.querySelector("[data-vault-input='" + name + "']"),
+          /* A new session (for single-use values such as a pending customer token). */
+          refreshSession: async () => {
+            this.session = this.ctx.session = await request("POST", this.config.checkoutSessionUrl, {});
+            this.ctx.client = this.session.client || {};
+            this.ctx.usedCustomerToken = false;
+            return this.session;
+          },
         };
         await this.adapter.mount(this.ctx);
       } catch (err) {

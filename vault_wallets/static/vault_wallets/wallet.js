@@ -245,8 +245,8 @@
 
   function describe(method) {
     if (method.method_type === "ach") return (method.bank_name || "Bank") + " account ending " + method.last4;
-    const brand = (method.brand || "card").replace(/_/g, " ");
-    const pretty = /^(amex|jcb)$/i.test(brand) ? brand.toUpperCase() : brand.charAt(0).toUpperCase() + brand.slice(1);
+    const brand = (method.brand || "card").replace(/_/g, " ").toLowerCase();
+    const pretty = /^(amex|jcb)$/i.test(brand) ? brand.toUpperCase() : brand.replace(/\b\w/g, (c) => c.toUpperCase());
     return pretty + " ending " + method.last4;
   }
 

@@ -25,7 +25,6 @@ from vault_wallets.processors.base import (
     TemporaryTokenError,
     UnsupportedOperation,
     VaultRequest,
-    VerificationFailedError,
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,

@@ -71,7 +71,6 @@ from .base import (
     UnsupportedOperation,
     VaultedMethod,
     VaultRequest,
-    VerificationFailedError,
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
@@ -121,8 +120,6 @@ _ISSUERS = {
 _RAW_ACCOUNT_FIELDS = ("Issuer", "ExpirationDate", "IsDefault", "BankName", "IsCheckingAccount")
 _RAW_PAYMENT_DROP = ("AccountId", "PaymentToken", "CVV", "Cvv")
 # Fields of an InvalidInput error that mean "this card or bank account is not acceptable".
-_ACCOUNT_FIELDS = {"creditcardnumber", "expirationdate", "issuer", "billingzipcode", "accountnumber",
-                   "routingnumber", "bankname", "cvv", "account"}
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(
     r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?", re.IGNORECASE
@@ -220,12 +217,6 @@ def _error_message(body: Any, response: requests.Response) -> tuple[str, str]:
     if errors.get("TraceCode"):
         message += f" (trace code {errors['TraceCode']})"
     return message, str(errors.get("ErrorCode") or "")
-
-
-def _error_fields(body: Any) -> set[str]:
-    errors = ((body or {}).get("Meta") or {}).get("Errors") if isinstance(body, dict) else None
-    items = (errors or {}).get("ErrorMessages") or () if isinstance(errors, dict) else ()
-    return {str(item.get("Field") or "").lower() for item in items if isinstance(item, dict)}
 
 
 def _status_key(status: Any) -> str:
@@ -403,21 +394,6 @@ class PaySimpleProcessor(BaseProcessor):
             return self._method(raw, method_type)
         raise TemporaryTokenError("PaySimple does not know this account for this shopper",
                                   code="account_not_found", processor=self.name)
-
-    def _vault_error(self, response: requests.Response) -> Exception:
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        message, code = _error_message(body, response)
-        message = self._redact(message) or "PaySimple refused the payment token"
-        kwargs = {"code": code or None, "http_status": response.status_code, "processor": self.name}
-        fields = _error_fields(body)
-        if "customerid" in fields:
-            return NotFoundError(message, **kwargs)
-        if fields & _ACCOUNT_FIELDS:
-            return VerificationFailedError(message, **kwargs)
-        return TemporaryTokenError(message, **kwargs)
 
     def fetch_payment_method(self, customer: CustomerRef, method: MethodRef) -> VaultedMethod:
         """``GET /v4/account/creditcard/{id}`` (or ``/ach/``), checked to belong to ``customer``."""

@@ -211,6 +211,7 @@
       });
       const form = document.querySelector("[data-vault-add-card]");
       if (!form) return;
+      form.querySelectorAll("[data-vault-js][hidden]").forEach((el) => { el.hidden = false; });
       const button = form.querySelector("[data-vault-save]");
       const errorBox = form.querySelector("[data-vault-error]");
       this.mount(form).then(() => { if (button) button.disabled = false; })

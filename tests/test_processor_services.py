@@ -55,7 +55,9 @@ def vault(request, settings):
         klass = type(harness.processor)
         settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
             **settings.VAULT_WALLETS["ACCOUNTS"],
-            "default": {"PROCESSOR": f"{klass.__module__}.{klass.__qualname__}", "OPTIONS": harness.processor.options},
+            "default": {"PROCESSOR": f"{klass.__module__}.{klass.__qualname__}",
+                        # the checkout loads the fake's stand-in of the browser library
+                        "OPTIONS": {**harness.processor.options, "JS_SDK_URL": harness.fake.standin_url()}},
         }}
     vault = Vault(name, harness)
     assert type(vault.processor) is type(harness.processor)

@@ -37,7 +37,7 @@ pytestmark = [
     pytest.mark.timeout(120),
 ]
 
-PROCESSORS = ["sandbox", "paysimple", "processout", "cybersource", "exact", "caselle"]
+PROCESSORS = ["sandbox", "paysimple", "processout", "processout-verify", "cybersource", "exact", "caselle"]
 
 
 def free_port() -> int:
@@ -134,9 +134,13 @@ def shop_for(name: str, tmp: Path, template_db: Path, stack: ExitStack):
         return None, stack.enter_context(Shop(tmp, template_db))
     from vault_wallets.testing.server import running
 
-    fake_class = importlib.import_module(f"vault_wallets.testing.fakes.{name}").FAKE
+    module, _, variant = name.partition("-")
+    fake_class = importlib.import_module(f"vault_wallets.testing.fakes.{module}").FAKE
     fake = stack.enter_context(running(fake_class))
-    return fake, stack.enter_context(Shop(tmp, template_db, VAULT_FAKE=f"{name}@{fake.url}"))
+    # processout-verify: VERIFY_TOKENS, i.e. makeCardToken on a pending customer token per card
+    options = '{"VERIFY_TOKENS": true}' if variant == "verify" else "{}"
+    return fake, stack.enter_context(Shop(tmp, template_db, VAULT_FAKE=f"{module}@{fake.url}",
+                                          VAULT_FAKE_OPTIONS=options))
 
 
 def log_in(shop, page, username="shopper", password="shopper-demo-pass"):
@@ -261,6 +265,9 @@ def test_checkout_tags_with_each_processor(name, tmp_path, template_db, page):
             paths = [path for _, path, _ in fake.calls]
             assert any(path.startswith("/_fake/standin/") for path in paths), paths  # the browser used the stand-in
             assert not any(path.startswith("/_fake/tokens") for path in paths)  # not the old test-only tokenizer
+            if name == "processout-verify":
+                assert sum(path.endswith("/tokens") and method == "POST" for method, path, _ in fake.calls) >= 2
+                assert any(path.startswith("/_fake/standin/processout/customers/") for path in paths)
 
 
 def test_saved_methods_work_without_javascript(tmp_path, template_db, browser):

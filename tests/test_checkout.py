@@ -300,3 +300,68 @@ def test_the_fragment_is_the_shoppers_list(browser_client, client, customer, car
     assert response["Cache-Control"].startswith("max-age=0")
     client.logout()
     assert client.get("/wallet/checkout/methods/").status_code == 401
+
+
+# -- ProcessOut with VERIFY_TOKENS: makeCardToken completes a server-created pending token -------
+
+
+def _processout(fake, **options):
+    from vault_wallets.processors.processout import ProcessOutProcessor
+
+    return ProcessOutProcessor("po", {**fake.account_options(), **options})
+
+
+def _make_card_token(fake, session, number):
+    """What ProcessOut.js does in the browser (the stand-in's wire): POST /cards, then PUT the
+    pending customer token with the card as source — with the public project id only."""
+    import requests
+
+    auth = (session.client["projectId"], "")
+    card = requests.post(f"{fake.url}/_fake/standin/processout/cards", auth=auth, timeout=5,
+                         json={"number": number, "exp_month": 12, "exp_year": 2034, "cvc2": "123"}).json()
+    path = f"/_fake/standin/processout/customers/{session.client['customerId']}/tokens/" \
+           f"{session.client['customerTokenId']}"
+    return requests.put(fake.url + path, auth=auth, timeout=5, json={"source": card["card"]["id"], "verify": True})
+
+
+def test_processout_verified_token_is_claimed_for_its_customer_only(processout_fake):
+    from vault_wallets.processors.base import (
+        CheckoutRequest,
+        CustomerData,
+        CustomerRef,
+        TemporaryTokenError,
+        VaultRequest,
+        VerificationFailedError,
+    )
+
+    processor = _processout(processout_fake, VERIFY_TOKENS=True)
+    alex = CustomerRef(id=processor.create_customer(CustomerData(reference_id="alex", name="Alex M")).id)
+    mallory = CustomerRef(id=processor.create_customer(CustomerData(reference_id="mallory", name="M M")).id)
+
+    session = processor.prepare_checkout(CheckoutRequest(customer=alex))
+    assert _make_card_token(processout_fake, session, "4242424242424242").status_code == 200
+    token_id = session.client["customerTokenId"]
+    with pytest.raises(TemporaryTokenError):  # another shopper submitting alex's token: not found
+        processor.vault_payment_method(VaultRequest(customer=mallory, temporary_token=token_id))
+    method = processor.vault_payment_method(VaultRequest(customer=alex, temporary_token=token_id,
+                                                         make_default=True))
+    assert (method.token, method.last4, method.verification_status, method.is_default) == (
+        token_id, "4242", "success", True)
+
+    pending = processor.prepare_checkout(CheckoutRequest(customer=alex))
+    with pytest.raises(TemporaryTokenError):  # makeCardToken never ran: no card on the token
+        processor.vault_payment_method(VaultRequest(customer=alex, temporary_token=pending.client["customerTokenId"]))
+
+    declined = processor.prepare_checkout(CheckoutRequest(customer=alex))
+    _make_card_token(processout_fake, declined, "4000000000000002")
+    with pytest.raises(VerificationFailedError):
+        processor.vault_payment_method(VaultRequest(customer=alex, temporary_token=declined.client["customerTokenId"]))
+    assert declined.client["customerTokenId"] not in processout_fake.tokens  # discarded at ProcessOut
+
+
+def test_processout_stand_in_needs_the_project_id(processout_fake):
+    import requests
+
+    refused = requests.post(f"{processout_fake.url}/_fake/standin/processout/cards", auth=("test-proj_other", ""),
+                            json={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034}, timeout=5)
+    assert refused.status_code == 401 and refused.json()["success"] is False

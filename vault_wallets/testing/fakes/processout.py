@@ -124,7 +124,7 @@ class ProcessOutFake(FakeServer):
         return [
             f"OPTIONS: BASE_URL={self.url!r}, PROJECT_ID={self.PROJECT_ID!r}, "
             f"PROJECT_SECRET={self.PROJECT_SECRET!r}",
-            f"browser tokenization stand-in: POST {self.url}/_fake/tokens",
+            f"ProcessOut.js stand-in: {self.url}/processout.js (JS_SDK_URL)",
         ]
 
     def reset(self) -> None:

@@ -595,7 +595,7 @@ class PaySimpleProcessor(BaseProcessor):
 
     # -- browser ----------------------------------------------------------------------------
     def get_client_token(self, customer: CustomerRef) -> ClientToken:
-        """``GET /v4/customer/{id}/token``: PaySimpleJS's ``customerAuth`` (15 minutes)."""
+        """``GET /v4/customer/{id}/token``: PaySimpleJS's ``auth.token`` for a known customer (15 minutes)."""
         result = self._call("GET", "/v4/customer/{customer_id}/token", params={"customer_id": customer.id})
         return ClientToken(token=str(result["JwtToken"]),
                            expires_at=datetime.now(timezone.utc) + CUSTOMER_TOKEN_LIFETIME)

@@ -4,7 +4,9 @@
  * src/processout/processout.ts, cardform.ts): a global ProcessOut.ProcessOut(projectId, resourceId?)
  * with setupForm(form, options?, onReady(cardForm), onError(err)), tokenize(cardForm|card, data,
  * success(cardId, card), error(err)) and makeCardToken(val, customerID, customerTokenID, options,
- * success(customerTokenID, data), error(err)); a CardForm with getNumberField(), getExpiryField(),
+ * success(customerTokenID), error(err)) — ONE argument: BROWSER-SDKS.md §2.4 says
+ * success(customerTokenID, data), but the official source (processout/processout.js
+ * src/processout/processout.ts, handleCardActions) calls success(resourceID) only; a CardForm with getNumberField(), getExpiryField(),
  * getCVCField(), getExpiryMonthField(), getExpiryYearField(), validate(ok, err), tokenize(data, ok, err),
  * getElement(), on/addEventListener; fields with on(name, handler) ("input" carries card_iin and
  * card_number_length); errors {code, message}.  Differences, on purpose: fields are plain inputs in
@@ -132,7 +134,7 @@
         call("PUT", "/customers/" + encodeURIComponent(customerID) + "/tokens/" + encodeURIComponent(customerTokenID), body)
           .then(function (data) {
             if (data.customer_action) return error(new PoException("processout-js.wrong-type-for-action", "The stand-in does not play customer actions."));
-            success(customerTokenID, data);
+            success(customerTokenID);  // the official library passes the token id only
           }, error);
       }
       if (typeof val === "string") return withCard(val);

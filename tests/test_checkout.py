@@ -365,3 +365,25 @@ def test_processout_stand_in_needs_the_project_id(processout_fake):
     refused = requests.post(f"{processout_fake.url}/_fake/standin/processout/cards", auth=("test-proj_other", ""),
                             json={"number": "4242424242424242", "exp_month": 12, "exp_year": 2034}, timeout=5)
     assert refused.status_code == 401 and refused.json()["success"] is False
+
+
+@pytest.mark.parametrize("value", ["spm_\x00abc", "x" * 5000, "spm_../../etc", "spm_%ED%A0%80", ""])
+def test_hostile_manage_input_is_404_and_changes_nothing(browser_client, customer, card_token, value):
+    visa, _ = services.add_payment_method(customer, card_token("4242424242424242"))
+    for field in ("vault_remove", "vault_make_default"):
+        response = browser_client.post("/wallet/checkout/manage/", {field: value, "vault_confirm": "yes",
+                                                                    "vault_next": "/\x00checkout"})
+        assert response.status_code == 404
+    visa.refresh_from_db()
+    assert visa.status == "active" and visa.is_default
+    fragment = browser_client.get("/wallet/checkout/methods/", {"field": value, "next": "\x00//evil.example"})
+    assert fragment.status_code == 200 and b'name="saved_payment_method"' in fragment.content
+
+
+def test_an_undecodable_form_body_is_404(browser_client, customer, card_token):
+    visa, _ = services.add_payment_method(customer, card_token("4242424242424242"))
+    response = browser_client.post("/wallet/checkout/manage/", data="vault_remove=spm_%ED%A0%80&vault_confirm=yes",
+                                   content_type="application/x-www-form-urlencoded")
+    assert response.status_code == 404
+    visa.refresh_from_db()
+    assert visa.status == "active"

@@ -12,6 +12,8 @@ another customer's method answers 404 like a missing one.
 
 from __future__ import annotations
 
+import re
+
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse
@@ -26,6 +28,13 @@ from .exceptions import VaultError
 from .models import Customer
 from .processors.base import ProcessorError
 from .templatetags.vault_wallets import accessible_name, method_rows, saved_methods_context
+
+_UID = re.compile(r"spm_[A-Za-z0-9_-]{1,64}")
+
+
+def _uid(value: str) -> str:
+    """A well-formed saved-method uid, or "" (hostile values never reach the database)."""
+    return value if _UID.fullmatch(value or "") else ""
 
 
 def _account(kwargs) -> str:
@@ -46,7 +55,7 @@ def saved_methods_fragment(request, **kwargs):
         return HttpResponse(status=401)
     customer = Customer.objects.filter(account=_account(kwargs), user=request.user).first()
     ctx = saved_methods_context(request, customer, field_name=_field_name(request),
-                                next_url=_safe_next(request, request.GET.get("next", "")))
+                                next_url=_safe_next(request, request.GET.get("next", "").replace("\x00", "")))
     return HttpResponse(render_to_string("vault_wallets/saved_methods.html", ctx, request=request))
 
 
@@ -60,10 +69,12 @@ def _field_name(request) -> str:
 def manage(request, **kwargs):
     if not request.user.is_authenticated:
         return redirect_to_login(request.get_full_path())
-    next_url = _safe_next(request, request.POST.get("vault_next", ""))
+    next_url = _safe_next(request, request.POST.get("vault_next", "").replace("\x00", ""))
     customer = services.get_or_create_customer(request.user, _account(kwargs))
     remove_uid = request.POST.get("vault_remove", "")
     default_uid = request.POST.get("vault_make_default", "")
+    if (remove_uid and not _uid(remove_uid)) or (default_uid and not _uid(default_uid)):
+        raise Http404
     try:
         if remove_uid:
             method = services.get_payment_method(customer, remove_uid)

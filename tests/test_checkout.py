@@ -137,6 +137,7 @@ def test_each_processor_hands_the_browser_only_what_its_library_needs(name, requ
         assert customer.processor_customer_id not in json.dumps(
             {k: v for k, v in body["client"].items() if k not in ("auth", "captureContext")})
     if name == "cybersource":
+        assert body["sdk"]["integrity"] == fake.standin_integrity()  # clientLibraryIntegrity, for SRI
         context = claims(body["client"]["captureContext"])
         assert context["ctx"][0]["data"]["targetOrigins"] == ["http://localhost:8000"]  # the page's origin
 

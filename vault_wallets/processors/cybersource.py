@@ -1175,8 +1175,9 @@ class CyberSourceProcessor(BaseProcessor):
                                            processor=self.name)
             origins = [request.origin]
         token = self._capture_context(origins)
-        context = _jwt_claims(token)
-        data = _dig(context, "ctx", 0, "data") or {}
+        contexts = _jwt_claims(token).get("ctx")
+        first = contexts[0] if isinstance(contexts, list) and contexts else {}
+        data = _dig(first, "data") or {}
         url, integrity = self.sdk_script()
         if not self.option("JS_SDK_URL"):
             sandbox = urlsplit(str(self.option("BASE_URL") or SANDBOX_URL)).hostname != "api.cybersource.com"

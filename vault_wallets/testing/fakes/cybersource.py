@@ -47,6 +47,7 @@ from vault_wallets.processors.cybersource import (
 from vault_wallets.processors.money import format_major
 from vault_wallets.testing.cards import AMEX, DINERS, DISCOVER, JCB, MASTERCARD, VISA, card_brand, luhn_ok
 from vault_wallets.testing.server import (
+    STANDIN_DIR,
     FakeRequest,
     FakeResponse,
     FakeServer,
@@ -172,10 +173,18 @@ class CyberSourceFake(FakeServer):
 
     def account_settings(self, **extra: Any) -> dict[str, Any]:
         """For the example shop: no fixed TARGET_ORIGINS, so the capture context names the page's
-        own origin (open the shop at http://localhost:<port>: plain http is for localhost only)."""
+        own origin (open the shop at http://localhost:<port>: plain http is for localhost only),
+        and no JS_SDK_URL: like CyberSource's, the fake's capture contexts name the library
+        (the stand-in) and its SRI hash in ``ctx[0].data``."""
         settings = super().account_settings(**extra)
         settings["OPTIONS"].pop("TARGET_ORIGINS", None)
+        settings["OPTIONS"].pop("JS_SDK_URL", None)
         return settings
+
+    def standin_integrity(self) -> str:
+        """The SRI hash of the stand-in library, as ``clientLibraryIntegrity`` carries it."""
+        script = (STANDIN_DIR / self.standin_file).read_bytes()
+        return "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         """The account OPTIONS that point a ``CyberSourceProcessor`` at this fake."""
@@ -422,6 +431,8 @@ class CyberSourceFake(FakeServer):
                             "targetOrigins": origins,
                             "allowedCardNetworks": data["allowedCardNetworks"],
                             "clientLibrary": f"{self.url}/microform/bundle/v2/flex-microform.min.js",
+                            "clientLibraryIntegrity": self.standin_integrity(),
+                            "mfOrigin": self.url,
                         },
                     }
                 ],

@@ -217,6 +217,10 @@ def run_checkout(shop, page, name: str):
     page.get_by_role("button", name="Remove Visa ending 4242").click()
     dialog = page.get_by_role("dialog", name="Remove Visa ending 4242?")
     expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()  # the safe choice has the focus
+    if name == "sandbox":
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "checkout-confirm-removal.png"))
     dialog.get_by_role("button", name="Keep it").click()
     expect(method_row(page, "Visa ending 4242")).to_have_count(1)
     page.get_by_role("button", name="Remove Visa ending 4242").click()

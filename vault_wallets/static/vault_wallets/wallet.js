@@ -153,6 +153,9 @@
 
     list() { return request("GET", this.config.paymentMethodsUrl).then((d) => d.results); }
 
+    /* A short-lived vault_wallets customer token (Bearer) for the logged-in shopper. */
+    customerToken() { return request("POST", this.config.customerTokenUrl, {}); }
+
     async setDefault(id) {
       try {
         const method = await request("PUT", this.config.defaultPaymentMethodUrl, {saved_payment_method_id: id});

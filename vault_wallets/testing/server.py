@@ -231,6 +231,7 @@ class FakeServer:
     #: path on the fake, e.g. ``/js/v1/exact.js``), and its file in ``fakes/standins/``.
     standin_path = ""
     standin_file = ""
+    standin_dir = STANDIN_DIR  # a fake outside vault_wallets points this at its own folder
 
     def standin_url(self) -> str:
         return self.url + self.standin_path if self.standin_path else ""
@@ -239,7 +240,7 @@ class FakeServer:
         if request.path.startswith("/_fake/standin/") and request.method == "OPTIONS":
             return FakeResponse(204, None, dict(STANDIN_CORS))
         if self.standin_path and request.path == self.standin_path and request.method == "GET":
-            script = (STANDIN_DIR / self.standin_file).read_text(encoding="utf-8")
+            script = (Path(self.standin_dir) / self.standin_file).read_text(encoding="utf-8")
             return FakeResponse(200, script.encode("utf-8"), {
                 "Content-Type": "application/javascript; charset=utf-8", "Cache-Control": "no-cache",
                 **STANDIN_CORS})

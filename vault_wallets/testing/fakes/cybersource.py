@@ -32,6 +32,7 @@ import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from vault_wallets.processors.cybersource import (
@@ -47,7 +48,6 @@ from vault_wallets.processors.cybersource import (
 from vault_wallets.processors.money import format_major
 from vault_wallets.testing.cards import AMEX, DINERS, DISCOVER, JCB, MASTERCARD, VISA, card_brand, luhn_ok
 from vault_wallets.testing.server import (
-    STANDIN_DIR,
     FakeRequest,
     FakeResponse,
     FakeServer,
@@ -183,7 +183,7 @@ class CyberSourceFake(FakeServer):
 
     def standin_integrity(self) -> str:
         """The SRI hash of the stand-in library, as ``clientLibraryIntegrity`` carries it."""
-        script = (STANDIN_DIR / self.standin_file).read_bytes()
+        script = (Path(self.standin_dir) / self.standin_file).read_bytes()
         return "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
 
     def account_options(self, **extra: Any) -> dict[str, Any]:

@@ -75,8 +75,10 @@ def test_get_is_405(api):
     assert api.get(SESSION).status_code == 405
 
 
-def test_sandbox_session(api, user):
-    response = api.post(SESSION, {}, format="json")
+def test_sandbox_session(api, user, django_assert_max_num_queries):
+    api.post(SESSION, {}, format="json")  # the first call creates the customer (here and at the processor)
+    with django_assert_max_num_queries(4):  # session + user, customer; nothing per method
+        response = api.post(SESSION, {}, format="json")
     assert response.status_code == 201, response.content
     assert response.json() == {"processor": "sandbox", "sdk": {"url": "", "integrity": ""}, "client": {},
                                "expires_at": None}
@@ -184,7 +186,8 @@ def test_tags_render_nothing_for_anonymous_visitors(page_request):
     assert html == "[][][]"
 
 
-def test_saved_methods_is_an_accessible_radio_group(page_request, user, customer, card_token, make_user):
+def test_saved_methods_is_an_accessible_radio_group(page_request, user, customer, card_token, make_user,
+                                                    django_assert_num_queries):
     visa, _ = services.add_payment_method(customer, card_token("4242424242424242"))
     mastercard, _ = services.add_payment_method(customer, card_token("5555555555554444"), label="Work")
     expired, _ = services.add_payment_method(customer, card_token("6011111111111117", 1, 2035))
@@ -192,7 +195,8 @@ def test_saved_methods_is_an_accessible_radio_group(page_request, user, customer
     someone_else = services.get_or_create_customer(make_user("other"))
     services.add_payment_method(someone_else, card_token("378282246310005"))
 
-    html = render(page_request(user), "{% vault_saved_methods %}")
+    with django_assert_num_queries(2):  # the customer, its methods
+        html = render(page_request(user), "{% vault_saved_methods %}")
     assert "<legend class=\"vault-legend\">Saved payment methods</legend>" in html
     assert html.count('name="saved_payment_method"') == 3
     assert f'value="{visa.uid}" id="vault-pm-{visa.uid}"' in html

@@ -206,12 +206,13 @@ def run_checkout(shop, page, name: str):
     expect(mastercard).to_contain_text("(Work)")
     expect(method_row(page, "Visa ending 4242")).not_to_contain_text("Default")
 
-    # Make the Visa the default again with its own button, then back to the Mastercard.
-    page.get_by_role("button", name="Make Visa ending 4242 the default").click()
-    expect(method_row(page, "Visa ending 4242")).to_contain_text("Default")
-    page.get_by_role("button", name="Make Mastercard ending 4444 the default").click()
-    expect(method_row(page, "Mastercard ending 4444")).to_contain_text("Default")
-    expect(method_row(page, "Mastercard ending 4444").get_by_role("radio")).to_be_checked()
+    if name == "sandbox":  # the processor-independent UI paths, once
+        # Make the Visa the default again with its own button, then back to the Mastercard.
+        page.get_by_role("button", name="Make Visa ending 4242 the default").click()
+        expect(method_row(page, "Visa ending 4242")).to_contain_text("Default")
+        page.get_by_role("button", name="Make Mastercard ending 4444 the default").click()
+        expect(method_row(page, "Mastercard ending 4444")).to_contain_text("Default")
+        expect(method_row(page, "Mastercard ending 4444").get_by_role("radio")).to_be_checked()
 
     # Remove the Visa: a confirmation first; "Keep it" keeps it, "Remove" removes it.
     page.get_by_role("button", name="Remove Visa ending 4242").click()
@@ -221,12 +222,13 @@ def run_checkout(shop, page, name: str):
     if name == "sandbox":
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "checkout-confirm-removal.png"))
-    dialog.get_by_role("button", name="Keep it").click()
-    expect(method_row(page, "Visa ending 4242")).to_have_count(1)
-    page.get_by_role("button", name="Remove Visa ending 4242").click()
+        dialog.get_by_role("button", name="Keep it").click()
+        expect(method_row(page, "Visa ending 4242")).to_have_count(1)
+        page.get_by_role("button", name="Remove Visa ending 4242").click()
     page.get_by_role("dialog", name="Remove Visa ending 4242?").get_by_role("button", name="Remove").click()
     expect(method_row(page, "Visa ending 4242")).to_have_count(0)
     expect(page.locator("[data-vault-status]")).to_contain_text("Visa ending 4242 was removed.")
+    expect(method_row(page, "Mastercard ending 4444").get_by_role("radio")).to_be_checked()
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"checkout-{name}.png"), full_page=True)
@@ -283,12 +285,14 @@ def test_saved_methods_work_without_javascript(tmp_path, template_db, browser):
         page.set_default_timeout(15_000)
         try:
             log_in(shop, page)
-            shop.manage("shell", "-c", (
-                "from django.contrib.auth import get_user_model; from vault_wallets import services;"
-                "from vault_wallets.sandbox import engine;"
-                "c = services.get_or_create_customer(get_user_model().objects.get(username='shopper'));"
-                "[services.add_payment_method(c, engine.tokenize_card('default', n, 12, 2034, '123')['token'])"
-                " for n in ('4242424242424242', '5555555555554444')]"))
+            # Two saved cards, through the sandbox tokenizer and the API (no JavaScript on the page).
+            csrf = next(c["value"] for c in context.cookies() if c["name"] == "csrftoken")
+            for number in ("4242424242424242", "5555555555554444"):
+                card = {"number": number, "exp_month": 12, "exp_year": 2034, "cvc": "123"}
+                token = page.request.post(shop.url + "/wallet/sandbox/tokens/", data=card).json()["token"]
+                saved = page.request.post(shop.url + "/wallet/api/payment-methods/", data={"token": token},
+                                          headers={"X-CSRFToken": csrf, "Referer": shop.url + "/checkout/"})
+                assert saved.status == 201, saved.text()
             fill_the_cart(shop, page)
             visa = method_row(page, "Visa ending 4242")
             expect(visa.get_by_role("radio")).to_be_checked()
@@ -308,8 +312,7 @@ def test_saved_methods_work_without_javascript(tmp_path, template_db, browser):
             page.wait_for_url("**/checkout/")
             expect(method_row(page, "Visa ending 4242")).to_have_count(0)
             # A notification of change from the sandbox, through the real webhook endpoint, shows up.
-            remaining = shop.manage("shell", "-c", "from vault_wallets.models import SavedPaymentMethod as M;"
-                                    "print(M.objects.get(status='active').uid)").stdout.split()[-1]
+            remaining = page.request.get(shop.url + "/wallet/api/payment-methods/").json()["results"][0]["id"]
             shop.manage("vault_sandbox", "noc", remaining, "--exp-month", "9", "--exp-year", "2031",
                         "--url", f"{shop.url}/wallet/webhooks/default/")
             page.goto(shop.url + "/checkout/")

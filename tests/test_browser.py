@@ -192,6 +192,11 @@ def run_checkout(shop, page, name: str):
     fill_the_cart(shop, page)
     expect(page.locator("[data-vault-saved-methods]")).to_contain_text("No saved payment methods yet")
 
+    # A mistyped number is refused by the processor's library, readably, and nothing is saved.
+    save_card(page, "4242 4242 4242 4241")
+    expect(page.locator("[data-vault-error]")).to_have_text(re.compile(r"(not valid|invalid)", re.IGNORECASE))
+    expect(page.locator("[data-vault-saved-methods]")).to_contain_text("No saved payment methods yet")
+
     # The first card becomes the default and is pre-selected.
     save_card(page, "4242 4242 4242 4242")
     visa = method_row(page, "Visa ending 4242")

@@ -144,6 +144,14 @@ def test_each_processor_hands_the_browser_only_what_its_library_needs(name, requ
         assert context["ctx"][0]["data"]["targetOrigins"] == ["http://localhost:8000"]  # the page's origin
 
 
+def test_a_checkout_session_never_shows_its_values_in_repr(settings, paysimple_fake, user):
+    from vault_wallets.services.checkout import start_checkout
+
+    use_fake(settings, paysimple_fake)
+    session = start_checkout(services.get_or_create_customer(user), "https://shop.example")
+    assert session.client["auth"]["token"] not in repr(session) and "client=<redacted>" in repr(session)
+
+
 def test_processout_verify_tokens_hands_over_the_pending_customer_token(api, user, settings, processout_fake):
     use_fake(settings, processout_fake, VERIFY_TOKENS=True)
     body = api.post(SESSION, {}, format="json").json()

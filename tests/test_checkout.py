@@ -149,7 +149,7 @@ def test_a_checkout_session_never_shows_its_values_in_repr(settings, paysimple_f
 
     use_fake(settings, paysimple_fake)
     session = start_checkout(services.get_or_create_customer(user), "https://shop.example")
-    assert session.client["auth"]["token"] not in repr(session) and "client=<redacted>" in repr(session)
+    assert session.client["auth"]["token"] not in repr(session) and "client='<redacted>'" in repr(session)
 
 
 def test_processout_verify_tokens_hands_over_the_pending_customer_token(api, user, settings, processout_fake):

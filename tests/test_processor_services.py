@@ -55,7 +55,9 @@ def vault(request, settings):
         klass = type(harness.processor)
         settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
             **settings.VAULT_WALLETS["ACCOUNTS"],
-            "default": {"PROCESSOR": f"{klass.__module__}.{klass.__qualname__}", "OPTIONS": harness.processor.options},
+            "default": {"PROCESSOR": f"{klass.__module__}.{klass.__qualname__}",
+                        # the checkout loads the fake's stand-in of the browser library
+                        "OPTIONS": {**harness.processor.options, "JS_SDK_URL": harness.fake.standin_url()}},
         }}
     vault = Vault(name, harness)
     assert type(vault.processor) is type(harness.processor)
@@ -64,8 +66,18 @@ def vault(request, settings):
         vault.processor.faults.reset()
 
 
+def browser_token(api, vault, card=CARD_OK) -> str:
+    """What the checkout page submits: the checkout-session endpoint first (as wallet.js does),
+    then the processor's browser library (the harness plays it) for the shopper's customer."""
+    session = api.post("/wallet/checkout-session/", {}, format="json")
+    assert session.status_code == 201, session.content
+    customer = services.get_or_create_customer(session.wsgi_request.user)
+    customer.refresh_from_db()
+    return vault.harness.browser_token(customer.processor_ref, card)
+
+
 def add(api, vault, card=CARD_OK):
-    return api.post("/wallet/api/payment-methods/", {"token": vault.harness.temporary_token(card)}, format="json")
+    return api.post("/wallet/api/payment-methods/", {"token": browser_token(api, vault, card)}, format="json")
 
 
 def test_add_duplicate_list_default_remove(api, vault):
@@ -99,7 +111,7 @@ def test_processor_down_is_503_and_writes_nothing(api, vault, user):
     assert add(api, vault).status_code == 201
     customer = services.get_or_create_customer(user)
     for kind, fail in (("5xx", lambda: vault.harness.fail_next(503)), ("timeout", lambda: vault.harness.hang_next())):
-        token = vault.harness.temporary_token(CARD_DECLINE)
+        token = browser_token(api, vault, CARD_DECLINE)
         fail()
         response = api.post("/wallet/api/payment-methods/", {"token": token}, format="json")
         _reset_faults(vault)

@@ -7,7 +7,9 @@ A shop with several accounts mounts one set per account::
 
 from django.urls import include, path
 
+from . import checkout_views
 from .api import views
+from .api.checkout import CheckoutSessionView
 from .sandbox.views import SandboxTokenView
 from .webhooks import receive_webhook
 
@@ -15,6 +17,9 @@ app_name = "vault_wallets"
 
 urlpatterns = [
     path("customer-token/", views.CustomerTokenView.as_view(), name="customer-token"),
+    path("checkout-session/", CheckoutSessionView.as_view(), name="checkout-session"),
+    path("checkout/methods/", checkout_views.saved_methods_fragment, name="checkout-methods"),
+    path("checkout/manage/", checkout_views.manage, name="checkout-manage"),
     path("api/", include("vault_wallets.api.urls")),
     path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
     path("webhooks/<str:account>/", receive_webhook, name="webhook"),

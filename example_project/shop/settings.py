@@ -82,7 +82,9 @@ if os.environ.get("VAULT_FAKE"):
 
     _fake_name, _, _fake_url = os.environ["VAULT_FAKE"].partition("@")
     _fake_module = importlib.import_module(f"vault_wallets.testing.fakes.{_fake_name}")
-    _account = _fake_module.FAKE.at(_fake_url).account_settings()
+    # VAULT_FAKE_OPTIONS='{"VERIFY_TOKENS": true}' adds account options (JSON).
+    _fake_options = json.loads(os.environ.get("VAULT_FAKE_OPTIONS") or "{}")
+    _account = _fake_module.FAKE.at(_fake_url).account_settings(**_fake_options)
 VAULT_WALLETS = {
     "DEFAULT_ACCOUNT": "default",
     "ACCOUNTS": {"default": _account},

@@ -58,7 +58,10 @@ def pay(request):
         messages.error(request, "Your cart is empty.")
         return redirect("home")
     customer = services.get_or_create_customer(request.user)
-    method_uid = request.POST.get("payment_method") or None
+    method_uid = request.POST.get("saved_payment_method") or None
+    if method_uid is None:
+        messages.error(request, "Choose a saved card, or add one.")
+        return redirect("checkout")
     with transaction.atomic():
         order = Order.objects.create(
             user=request.user, total_cents=total, currency="USD",

@@ -16,6 +16,7 @@ from vault_wallets.processors import base
 from vault_wallets.processors.base import (
     AuthenticationError,
     ChargeRequest,
+    CheckoutRequest,
     CustomerData,
     CustomerRef,
     InvalidRequestError,
@@ -24,7 +25,6 @@ from vault_wallets.processors.base import (
     TemporaryTokenError,
     UnsupportedOperation,
     VaultRequest,
-    VerificationFailedError,
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
@@ -81,8 +81,16 @@ class PaySimpleHarness(ConformanceHarness):
         self.fake = fake
         self.processor = make_processor(fake, **options)
 
+    browser_token_is_vaulted = True
+
     def temporary_token(self, card: str = CARD_OK) -> str:
-        return self.fake.tokenize_card(self.CARDS[card], 12, FUTURE_YEAR, "996")
+        raise NotImplementedError("PaySimpleJS vaults for one customer: use browser_token")
+
+    def browser_token(self, customer, card: str = CARD_OK) -> str:
+        """PaySimpleJS under the customer token ``prepare_checkout`` issued: accountRetrieved's account.id."""
+        session = self.processor.prepare_checkout(CheckoutRequest(customer=customer))
+        return self.fake.tokenize_card(self.CARDS[card], 12, FUTURE_YEAR, "996",
+                                       auth_token=session.client["auth"]["token"])
 
     def network_update(self, customer, method, update: NetworkUpdate) -> None:
         self.fake.network_update(method.method_id, update.exp_month, update.exp_year, update.last4,
@@ -127,7 +135,8 @@ def customer(processor):
 
 
 def vault(processor, fake, customer, number="4111111111111111", **kwargs):
-    token = fake.tokenize_card(number, 12, FUTURE_YEAR, "996")
+    """PaySimpleJS under this customer's token, then the server keeps accountRetrieved's account.id."""
+    token = fake.tokenize_card(number, 12, FUTURE_YEAR, "996", customer_id=customer.id)
     return processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=token, **kwargs))
 
 
@@ -350,10 +359,10 @@ def test_server_errors_are_unavailable_with_the_trace_code(processor, fake, cust
 # --------------------------------------------------------------------------------------
 
 
-def test_vault_binds_the_token_to_our_customer_and_sanitizes(processor, fake, customer):
+def test_vault_checks_the_account_is_our_customers_and_sanitizes(processor, fake, customer):
     method = vault(processor, fake, customer, "371449635398456")
-    exchange = json.loads(last_request(fake, "POST", "/v4/paymenttoken").body)
-    assert exchange["CustomerId"] == int(customer.id)
+    read_back = last_request(fake, "GET", r"/v4/account/creditcard/\d+")
+    assert read_back.path == f"/v4/account/creditcard/{method.method_id}"
     assert (method.brand, method.last4, method.exp_month) == ("amex", "8456", 12)
     assert method.exp_year == FUTURE_YEAR
     assert method.verification_status == base.VERIFICATION_NOT_REQUESTED
@@ -369,37 +378,68 @@ def test_the_same_card_twice_matches_the_existing_account(processor, fake, custo
     assert len(processor.list_payment_methods(customer)) == 1
 
 
-@pytest.mark.parametrize("problem", ["used", "expired", "unknown"])
-def test_bad_temporary_tokens(processor, fake, customer, problem):
-    token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR)
-    if problem == "used":
-        processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=token))
-    elif problem == "expired":
-        fake.expire_payment_token(token)
+@pytest.mark.parametrize("problem", ["not-an-id", "unknown", "another-customer", "payment-token"])
+def test_bad_browser_results_are_refused(processor, fake, customer, problem):
+    """Only an account of *this* shopper's PaySimple customer is kept, whatever the browser sends."""
+    if problem == "not-an-id":
+        token = "7313702; DROP"
+    elif problem == "unknown":
+        token = "99999999"
+    elif problem == "another-customer":
+        other = processor.create_customer(CustomerData(reference_id="ref-someone-else", name="S E"))
+        token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR, customer_id=other.id)
     else:
-        token = str(uuid.uuid4())
-    with pytest.raises(TemporaryTokenError) as info:
+        token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR)  # a bare payment token (UUID)
+    with pytest.raises(TemporaryTokenError):
         processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=token))
-    assert token not in str(info.value)
-    assert "PaymentToken" in info.value.message
+    assert processor.list_payment_methods(customer) == []
 
 
-def test_ach_vaults_and_a_bad_routing_number_fails_verification(processor, fake, customer):
-    good = fake.tokenize_ach("021000021", "000123456789", checking=False, bank_name="First Test Bank")
+def test_vaulting_never_redeems_a_token_at_paymenttoken(processor, fake, customer):
+    """Wire fault 1: POST /v4/paymenttoken takes {CustomerAccountId, CustomerId, Cvv} (official SDK,
+    PaySimple/PaySimpleSDK src/PaySimpleSdk/Payments/PaymentTokenRequest.cs): it issues a token for an
+    existing account.  Vaulting reads the PaySimpleJS account back instead."""
+    method = vault(processor, fake, customer)
+    assert not any(r.path == "/v4/paymenttoken" for r in fake.requests)
+    assert last_request(fake, "GET", r"/v4/account/creditcard/\d+")
+    assert method.method_id == method.token and method.brand == "visa"
+    # The fake answers the old body the way the SDK's request model does: PaymentToken is not a member.
+    old = processor._http.request("POST", "/v4/paymenttoken", allow_statuses=(400,), json={
+        "PaymentToken": fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR), "CustomerId": int(customer.id)})
+    assert old.status_code == 400
+    issued = processor._call("POST", "/v4/paymenttoken",
+                             json={"CustomerAccountId": int(method.method_id), "CustomerId": int(customer.id)})
+    assert issued["CustomerAccountId"] == int(method.method_id)
+
+
+def test_prepare_checkout_gives_the_browser_a_customer_token_only(processor, fake, customer):
+    session = processor.prepare_checkout(CheckoutRequest(customer=customer, customer_data=CustomerData(
+        reference_id="r", name="Alex Morales", email="alex@example.com")))
+    assert session.sdk_url == fake.url.replace(fake.url, "https://sandbox-api.paysimple.com") + \
+        "/paysimplejs/v1/scripts/client.js"
+    assert session.client["customer"] == {"firstName": "Alex", "lastName": "Morales", "email": "alex@example.com"}
+    assert last_request(fake, "GET", rf"/v4/customer/{customer.id}/token")
+    text = json.dumps(dict(session.client))
+    assert fake.API_KEY not in text and str(customer.id) not in text.replace(session.client["auth"]["token"], "")
+    override = make_processor(fake, JS_SDK_URL="https://cdn.example/ps.js", JS_SDK_INTEGRITY="sha384-x")
+    assert override.sdk_script() == ("https://cdn.example/ps.js", "sha384-x")
+
+
+def test_ach_vaults_and_a_bad_routing_number_is_refused_by_paysimplejs(processor, fake, customer):
+    good = fake.tokenize_ach("021000021", "000123456789", checking=False, bank_name="First Test Bank",
+                             customer_id=customer.id)
     method = processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=good,
                                                          method_type=base.METHOD_ACH))
     assert (method.method_type, method.last4, method.account_type, method.bank_name) == (
         base.METHOD_ACH, "6789", "savings", "First Test Bank")
     assert processor.fetch_payment_method(customer, method.ref).last4 == "6789"
-    bad = fake.tokenize_ach("123456789", "000123456789")
-    with pytest.raises(VerificationFailedError) as info:
-        processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=bad))
-    assert "Invalid Routing Number" in info.value.message
+    with pytest.raises(paysimple_fakes._Invalid):  # PaySimpleJS answers httpError; nothing to vault
+        fake.tokenize_ach("123456789", "000123456789", customer_id=customer.id)
 
 
-def test_vaulting_for_an_unknown_customer_is_not_found(processor, fake):
-    token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR)
-    with pytest.raises(NotFoundError):
+def test_vaulting_for_an_unknown_customer_is_refused(processor, fake, customer):
+    token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR, customer_id=customer.id)
+    with pytest.raises(TemporaryTokenError):
         processor.vault_payment_method(VaultRequest(customer=CustomerRef(id="999"), temporary_token=token))
 
 
@@ -414,7 +454,7 @@ def test_accounts_of_another_customer_are_not_found(processor, fake, customer):
 
 def test_make_default_and_one_default_across_types(processor, fake, customer):
     card = vault(processor, fake, customer)
-    ach_token = fake.tokenize_ach("021000021", "55554444")
+    ach_token = fake.tokenize_ach("021000021", "55554444", customer_id=customer.id)
     ach = processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=ach_token,
                                                       method_type=base.METHOD_ACH))
     # PaySimple keeps a default card and a default ACH account; we report one default, the card.
@@ -430,7 +470,7 @@ def defaults(processor, customer):
 
 
 def test_charging_the_default_falls_back_to_ach(processor, fake, customer):
-    ach_token = fake.tokenize_ach("021000021", "55554444")
+    ach_token = fake.tokenize_ach("021000021", "55554444", customer_id=customer.id)
     ach = processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=ach_token))
     result = charge(processor, customer, None, amount=500)
     assert result.status == base.CHARGE_CAPTURED
@@ -740,7 +780,7 @@ def test_no_secret_or_id_in_logs(fake, caplog, scheme):
     caplog.set_level(logging.DEBUG)
     processor = make_processor(fake, AUTH_SCHEME=scheme)
     customer = CustomerRef(id=processor.create_customer(CustomerData(reference_id="ref-logs", name="L G")).id)
-    token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR)
+    token = fake.tokenize_card("4111111111111111", 12, FUTURE_YEAR, customer_id=customer.id)
     method = processor.vault_payment_method(VaultRequest(customer=customer, temporary_token=token))
     paid = charge(processor, customer, method)
     fake.faults.hang_next(1.5, count=2)  # a read timeout on a GET is retried: urllib3 logs a warning

@@ -381,6 +381,43 @@ class ClientToken:
 
 
 @dataclass(frozen=True)
+class CheckoutRequest:
+    """Ask for what the processor's browser library needs before it tokenizes a card.
+
+    ``customer`` is the logged-in shopper's processor customer (resolved on the server from
+    ``request.user``, never from the browser).  ``origin`` is the checkout page's origin
+    (``https://shop.example``) as the *server* knows it (Django's validated host), for
+    processors that bind their browser session to an origin (CyberSource ``targetOrigins``).
+    ``customer_data`` is what the shop knows about the shopper (for libraries that show it).
+    """
+
+    customer: CustomerRef
+    origin: str = ""
+    customer_data: CustomerData | None = None
+    reference: str = ""  # a short, unique, non-secret reference for processors that want one
+
+
+@dataclass(frozen=True)
+class CheckoutSession:
+    """What the shopper's browser gets to drive the processor's own library.
+
+    ``sdk_url`` / ``sdk_integrity`` name the library script (the processor's documented URL,
+    or the account's ``JS_SDK_URL`` override) and its SRI hash where the processor publishes
+    one.  ``client`` holds only the short-lived or public values the library needs (a
+    customer token, a capture context, an order access token, a public project id…); every
+    processor's docs page lists them.  ``expires_at`` is when they stop working.
+    """
+
+    processor: str
+    sdk_url: str = ""
+    sdk_integrity: str = ""
+    client: Mapping[str, Any] = field(default_factory=dict)
+    expires_at: datetime | None = None
+
+    __repr__ = _repr_without("client")
+
+
+@dataclass(frozen=True)
 class WebhookRequest:
     """A webhook delivery as received: header names are lower-cased."""
 
@@ -529,6 +566,28 @@ class BaseProcessor:
     def get_client_token(self, customer: CustomerRef) -> ClientToken | None:
         """A processor-side token for the shopper's browser, or None if it has none."""
         return None
+
+    #: The processor's documented browser library URL (the account option ``JS_SDK_URL`` overrides it).
+    js_sdk_url: ClassVar[str] = ""
+    #: Its published SRI hash, if the processor publishes one for that URL.
+    js_sdk_integrity: ClassVar[str] = ""
+
+    def sdk_script(self) -> tuple[str, str]:
+        """``(url, integrity)`` of the browser library: ``JS_SDK_URL`` when set (no SRI then:
+        a self-hosted or stand-in copy has its own hash), else the documented URL."""
+        override = str(self.option("JS_SDK_URL") or "")
+        if override:
+            return override, str(self.option("JS_SDK_INTEGRITY") or "")
+        return self.js_sdk_url, self.js_sdk_integrity
+
+    def prepare_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """What the browser library needs before tokenizing (one server call at most).
+
+        The browser's result is then saved with ``vault_payment_method``: its
+        ``temporary_token`` is whatever the processor's adapter (``static/vault_wallets/
+        adapters/<name>.js``) submits, as that processor's docs page describes.
+        """
+        raise UnsupportedOperation(f"{self.display_name} has no browser checkout", processor=self.name)
 
     # -- webhooks ----------------------------------------------------------------------
     def verify_webhook(self, request: WebhookRequest) -> None:

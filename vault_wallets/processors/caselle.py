@@ -64,6 +64,8 @@ from .base import (
     BaseProcessor,
     ChargeRequest,
     ChargeResult,
+    CheckoutRequest,
+    CheckoutSession,
     CustomerData,
     CustomerRef,
     InvalidRequestError,
@@ -702,6 +704,42 @@ class CaselleProcessor(BaseProcessor):
             self.set_default_payment_method(request.customer, method.ref)
             method = replace(method, is_default=True)
         return method
+
+    # -- browser checkout -------------------------------------------------------------------
+    def prepare_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """The client config for Caselle's payment SDK (``GET /api/paymentaccounts/{uid}/
+        client-config``): ``processor`` ("zift"), ``config`` (``account_id``, ``api_key``, a
+        ``temporary_password`` that expires at ``expiration_date`` — Zift's browser credentials,
+        made for the page) and ``supported_methods``.  The browser gets exactly that; Caselle's
+        API client secret and bearer token never.
+
+        ``@caselle/payment-sdk`` is distributed as a package and no script URL is published:
+        the shop hosts its browser build and names it in ``JS_SDK_URL`` (required here).
+        """
+        url, integrity = self.sdk_script()
+        if not url:
+            raise UnsupportedOperation(
+                "Caselle publishes no script URL for its payment SDK: host the browser build of "
+                "@caselle/payment-sdk and set OPTIONS['JS_SDK_URL']", processor=self.name)
+        body = self._call("GET", "/api/paymentaccounts/{uid}/client-config",
+                          path_params={"uid": self._account_uid})
+        body = body if isinstance(body, Mapping) else {}
+        config = body.get("config") if isinstance(body.get("config"), Mapping) else {}
+        if not config.get("temporary_password"):
+            raise ProcessorUnavailable("Caselle answered without a client config", code="bad_response",
+                                       processor=self.name)
+        expires = None
+        try:
+            expires = datetime.fromisoformat(str(config.get("expiration_date")).replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        return CheckoutSession(
+            processor=self.name, sdk_url=url, sdk_integrity=integrity, expires_at=expires,
+            client={"processor": str(body.get("processor") or ""),
+                    "config": {k: config[k] for k in ("account_id", "api_key", "temporary_password",
+                                                      "expiration_date") if k in config},
+                    "supportedMethods": [m for m in body.get("supported_methods") or () if isinstance(m, str)]},
+        )
 
     def _saved_methods(self, customer: CustomerRef) -> list[dict[str, Any]]:
         return _items(

@@ -66,6 +66,8 @@ from .base import (
     BaseProcessor,
     ChargeRequest,
     ChargeResult,
+    CheckoutRequest,
+    CheckoutSession,
     ClientToken,
     CustomerData,
     CustomerRef,
@@ -332,6 +334,16 @@ def _jwt_expiry(token: str) -> datetime | None:
         return datetime.fromtimestamp(int(claims["exp"]), tz=timezone.utc)
     except (IndexError, KeyError, TypeError, ValueError, OverflowError):
         return None
+
+
+def _jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, decoded without verification (``{}`` when it is not one)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, TypeError, ValueError):
+        return {}
+    return claims if isinstance(claims, dict) else {}
 
 
 def error_message(body: Any, response: requests.Response) -> tuple[str, str]:
@@ -1136,6 +1148,12 @@ class CyberSourceProcessor(BaseProcessor):
                 "to create Microform capture contexts",
                 processor=self.name,
             )
+        token = self._capture_context([origins] if isinstance(origins, str) else list(origins))
+        expires = _jwt_expiry(token) or datetime.now(timezone.utc) + timedelta(minutes=15)
+        return ClientToken(token=token, expires_at=expires)
+
+    def _capture_context(self, origins: list[str]) -> str:
+        """``POST /microform/v2/sessions``: a capture-context JWT for these page origins."""
         response = self._call(
             "POST",
             "/microform/v2/sessions",
@@ -1143,7 +1161,7 @@ class CyberSourceProcessor(BaseProcessor):
             expect_json=False,
             body={
                 "clientVersion": str(self.option("MICROFORM_CLIENT_VERSION", "v2")),
-                "targetOrigins": [origins] if isinstance(origins, str) else list(origins),
+                "targetOrigins": origins,
                 "allowedCardNetworks": list(self.option("ALLOWED_CARD_NETWORKS", DEFAULT_CARD_NETWORKS)),
                 "allowedPaymentTypes": ["CARD"],
             },
@@ -1153,8 +1171,43 @@ class CyberSourceProcessor(BaseProcessor):
             raise ProcessorUnavailable(
                 "CyberSource answered without a capture context", code="bad_response", processor=self.name
             )
-        expires = _jwt_expiry(token) or datetime.now(timezone.utc) + timedelta(minutes=15)
-        return ClientToken(token=token, expires_at=expires)
+        return token
+
+    # Microform v2's documented static URLs (BROWSER-SDKS.md §3.2); the capture context names the
+    # exact bundle and its SRI hash (ctx[0].data.clientLibrary / clientLibraryIntegrity), which win.
+    js_sdk_url = "https://flex.cybersource.com/microform/bundle/v2/flex-microform.min.js"
+    js_sdk_test_url = "https://testflex.cybersource.com/microform/bundle/v2/flex-microform.min.js"
+
+    def prepare_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """A capture context for the checkout page's origin (``TARGET_ORIGINS`` when set — the
+        docs ask for origins fixed on the server — else the shop's own origin as Django knows it).
+
+        The library URL and SRI hash come from the capture context's ``ctx[0].data`` (as the
+        official samples load it), unless ``JS_SDK_URL`` overrides them.  The JWT came straight
+        from CyberSource over the authenticated API call, so it is decoded, not re-verified,
+        here; Microform verifies it in the browser.
+        """
+        configured = self.option("TARGET_ORIGINS")
+        origins = ([configured] if isinstance(configured, str) else list(configured)) if configured else []
+        if not origins:
+            if not request.origin:
+                raise UnsupportedOperation("no page origin for the capture context: set TARGET_ORIGINS",
+                                           processor=self.name)
+            origins = [request.origin]
+        token = self._capture_context(origins)
+        contexts = _jwt_claims(token).get("ctx")
+        first = contexts[0] if isinstance(contexts, list) and contexts else {}
+        data = _dig(first, "data") or {}
+        url, integrity = self.sdk_script()
+        if not self.option("JS_SDK_URL"):
+            sandbox = urlsplit(str(self.option("BASE_URL") or SANDBOX_URL)).hostname != "api.cybersource.com"
+            url = str(data.get("clientLibrary") or (self.js_sdk_test_url if sandbox else self.js_sdk_url))
+            integrity = str(data.get("clientLibraryIntegrity") or "")
+        return CheckoutSession(
+            processor=self.name, sdk_url=url, sdk_integrity=integrity,
+            client={"captureContext": token},
+            expires_at=_jwt_expiry(token) or datetime.now(timezone.utc) + timedelta(minutes=15),
+        )
 
     # -- webhooks --------------------------------------------------------------------------------
     def _webhook_keys(self) -> list[tuple[str | None, bytes]]:

@@ -56,6 +56,8 @@ from .base import (
     BaseProcessor,
     ChargeRequest,
     ChargeResult,
+    CheckoutRequest,
+    CheckoutSession,
     ClientToken,
     CustomerData,
     CustomerRef,
@@ -69,7 +71,6 @@ from .base import (
     UnsupportedOperation,
     VaultedMethod,
     VaultRequest,
-    VerificationFailedError,
     WebhookParseError,
     WebhookRequest,
     WebhookVerificationError,
@@ -120,8 +121,6 @@ _ISSUERS = {
 _RAW_ACCOUNT_FIELDS = ("Issuer", "ExpirationDate", "IsDefault", "BankName", "IsCheckingAccount")
 _RAW_PAYMENT_DROP = ("AccountId", "PaymentToken", "CVV", "Cvv")
 # Fields of an InvalidInput error that mean "this card or bank account is not acceptable".
-_ACCOUNT_FIELDS = {"creditcardnumber", "expirationdate", "issuer", "billingzipcode", "accountnumber",
-                   "routingnumber", "bankname", "cvv", "account"}
 _HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
 _TIMESTAMP = re.compile(
     r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})?", re.IGNORECASE
@@ -219,12 +218,6 @@ def _error_message(body: Any, response: requests.Response) -> tuple[str, str]:
     if errors.get("TraceCode"):
         message += f" (trace code {errors['TraceCode']})"
     return message, str(errors.get("ErrorCode") or "")
-
-
-def _error_fields(body: Any) -> set[str]:
-    errors = ((body or {}).get("Meta") or {}).get("Errors") if isinstance(body, dict) else None
-    items = (errors or {}).get("ErrorMessages") or () if isinstance(errors, dict) else ()
-    return {str(item.get("Field") or "").lower() for item in items if isinstance(item, dict)}
 
 
 def _status_key(status: Any) -> str:
@@ -369,45 +362,39 @@ class PaySimpleProcessor(BaseProcessor):
 
     # -- payment methods ---------------------------------------------------------------------
     def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
-        """Exchange PaySimpleJS's single-use payment token for the customer's account.
+        """Keep the account PaySimpleJS created for this shopper (the ``accountRetrieved`` event).
 
-        ``POST /v4/paymenttoken`` with the token and *our* customer id (never one from the
-        browser) matches or creates the account for that customer and answers with its
-        ``CustomerAccountId``; the account is then read from ``GET /v4/customer/{id}/accounts``.
+        The browser submits ``account.id`` from ``accountRetrieved``; PaySimpleJS ran with the
+        customer token of *our* PaySimple customer (``prepare_checkout``), so the account is
+        already vaulted under it.  The server reads the account back
+        (``GET /v4/account/creditcard/{id}`` or ``/ach/{id}``) and keeps it only if its
+        ``CustomerId`` is this shopper's PaySimple customer: an id from the browser is never
+        trusted on its own.
+
+        Not ``POST /v4/paymenttoken``: the official SDK's request for that route is
+        ``{CustomerAccountId, CustomerId, Cvv}`` (PaySimple/PaySimpleSDK
+        ``src/PaySimpleSdk/Payments/PaymentTokenRequest.cs``) — it issues a single-use token for
+        an account that already exists; it does not redeem a browser token.
         """
-        customer_id = _int_id(request.customer.id, "customer")
-        response = self._http.request(
-            "POST", "/v4/paymenttoken",
-            json={"PaymentToken": request.temporary_token, "CustomerId": customer_id},
-            allow_statuses=(400, 404),
-        )
-        if response.status_code >= 400:
-            raise self._vault_error(response)
-        result = response.json().get("Response") or {}
-        if str(result.get("CustomerId")) != str(customer_id) or not result.get("CustomerAccountId"):
-            raise TemporaryTokenError("the payment token belongs to another customer", processor=self.name)
-        account_id = str(result["CustomerAccountId"])
-        if request.make_default:
-            self.set_default_payment_method(request.customer, MethodRef(token=account_id))
-        for method in self.list_payment_methods(request.customer):
-            if method.method_id == account_id:
-                return method
-        raise NotFoundError("PaySimple did not list the new account", processor=self.name)
-
-    def _vault_error(self, response: requests.Response) -> Exception:
-        try:
-            body = response.json() if response.content else None
-        except ValueError:
-            body = None
-        message, code = _error_message(body, response)
-        message = self._redact(message) or "PaySimple refused the payment token"
-        kwargs = {"code": code or None, "http_status": response.status_code, "processor": self.name}
-        fields = _error_fields(body)
-        if "customerid" in fields:
-            return NotFoundError(message, **kwargs)
-        if fields & _ACCOUNT_FIELDS:
-            return VerificationFailedError(message, **kwargs)
-        return TemporaryTokenError(message, **kwargs)
+        account_id = str(request.temporary_token or "").strip()
+        if not re.fullmatch(r"[1-9][0-9]{0,17}", account_id):
+            raise TemporaryTokenError("the browser result is not a PaySimple account id (accountRetrieved "
+                                      "account.id)", code="invalid_account_id", processor=self.name)
+        # PaySimpleJS's card and bank modes both answer account.id (one id space): look in the
+        # requested kind first, then the other.
+        other = METHOD_ACH if request.method_type == METHOD_CARD else METHOD_CARD
+        for method_type in (request.method_type, other):
+            ref = MethodRef(token=account_id, method_type=method_type)
+            try:
+                raw = self._account(request.customer, ref)
+            except NotFoundError:
+                continue
+            if request.make_default and not raw.get("IsDefault"):
+                self.set_default_payment_method(request.customer, ref)
+                raw = {**raw, "IsDefault": True}
+            return self._method(raw, method_type)
+        raise TemporaryTokenError("PaySimple does not know this account for this shopper",
+                                  code="account_not_found", processor=self.name)
 
     def fetch_payment_method(self, customer: CustomerRef, method: MethodRef) -> VaultedMethod:
         """``GET /v4/account/creditcard/{id}`` (or ``/ach/``), checked to belong to ``customer``."""
@@ -609,7 +596,7 @@ class PaySimpleProcessor(BaseProcessor):
 
     # -- browser ----------------------------------------------------------------------------
     def get_client_token(self, customer: CustomerRef) -> ClientToken:
-        """``GET /v4/customer/{id}/token``: PaySimpleJS's ``customerAuth`` (15 minutes)."""
+        """``GET /v4/customer/{id}/token``: PaySimpleJS's ``auth.token`` for a known customer (15 minutes)."""
         result = self._call("GET", "/v4/customer/{customer_id}/token", params={"customer_id": customer.id})
         return ClientToken(token=str(result["JwtToken"]),
                            expires_at=datetime.now(timezone.utc) + CUSTOMER_TOKEN_LIFETIME)
@@ -627,6 +614,34 @@ class PaySimpleProcessor(BaseProcessor):
             except ValueError:
                 pass
         return ClientToken(token=str(result["JwtToken"]), expires_at=expires)
+
+    # PaySimpleJS as working integrations load it (BROWSER-SDKS.md §1.1; PaySimple's own
+    # "Vaulting Accounts" page that should state it is not public): sandbox or production by
+    # BASE_URL.  PaySimple publishes no SRI hash.
+    js_sdk_path = "/paysimplejs/v1/scripts/client.js"
+    js_sdk_url = PRODUCTION_URL + js_sdk_path
+
+    def sdk_script(self) -> tuple[str, str]:
+        if self.option("JS_SDK_URL"):
+            return super().sdk_script()
+        base = str(self.option("BASE_URL") or SANDBOX_URL).rstrip("/")
+        return (PRODUCTION_URL if base == PRODUCTION_URL else SANDBOX_URL) + self.js_sdk_path, ""
+
+    def prepare_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """PaySimpleJS runs with the customer token of this shopper's PaySimple customer
+        (``GET /v4/customer/{id}/token``, 15 minutes), so ``retrieveAccount`` adds the card to
+        that customer.  The browser gets the token and the shopper's name and email (which
+        ``retrieveAccount`` sends along) — no PaySimple id."""
+        token = self.get_client_token(request.customer)
+        data = request.customer_data
+        first, _, last = (data.name if data else "").strip().partition(" ")
+        url, integrity = self.sdk_script()
+        return CheckoutSession(
+            processor=self.name, sdk_url=url, sdk_integrity=integrity, expires_at=token.expires_at,
+            client={"auth": {"token": token.token}, "mode": "cc-key-enter",
+                    "customer": {"firstName": first, "lastName": last or first,
+                                 "email": data.email if data else ""}},
+        )
 
     # -- webhooks ---------------------------------------------------------------------------
     def _webhook_secrets(self) -> list[str]:

@@ -60,6 +60,8 @@ from .base import (
     BaseProcessor,
     ChargeRequest,
     ChargeResult,
+    CheckoutRequest,
+    CheckoutSession,
     CustomerData,
     CustomerRef,
     InvalidRequestError,
@@ -337,6 +339,8 @@ class ProcessOutProcessor(BaseProcessor):
 
     # -- payment methods ------------------------------------------------------------------
     def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
+        if request.temporary_token.startswith("tok_"):
+            return self._claim_verified_token(request)
         if request.method_type != METHOD_CARD:
             raise UnsupportedOperation("vault_wallets vaults only cards with ProcessOut", processor=self.name)
         payload: dict[str, Any] = {"source": request.temporary_token, "expand": ["card"]}
@@ -358,6 +362,47 @@ class ProcessOutProcessor(BaseProcessor):
         if method.verification_status == VERIFICATION_FAILED:
             self._discard(request.customer, method.ref)
             raise VerificationFailedError("ProcessOut could not verify the card", processor=self.name)
+        return method
+
+    # -- browser checkout ---------------------------------------------------------------------
+    # ProcessOut.js refuses to run unless loaded from *.processout.com (processout/processout.js
+    # src/processout/processout.ts), so there is no self-hosting; ProcessOut publishes no SRI hash.
+    js_sdk_url = "https://js.processout.com/processout.js"
+
+    def prepare_checkout(self, request: CheckoutRequest) -> CheckoutSession:
+        """ProcessOut.js needs only the public project id to tokenize (``card_…``, then vaulted by
+        ``vault_payment_method`` with ``source``).  With ``VERIFY_TOKENS`` the server first creates
+        a pending customer token (``POST /customers/{id}/tokens`` with ``verify=true``, seed 001
+        step 3) and the browser completes it with ``makeCardToken`` — which needs the customer and
+        token ids, so those two are handed to the page too (both useless without the secret)."""
+        url, integrity = self.sdk_script()
+        client: dict[str, Any] = {"projectId": str(self.option("PROJECT_ID", ""))}
+        if self.option("VERIFY_TOKENS", False):
+            body = self._call("POST", "/customers/{customer}/tokens", json={"verify": True},
+                              path_params={"customer": request.customer.id})
+            token = self._object(body, "token")
+            client.update(customerId=request.customer.id, customerTokenId=str(token.get("id") or ""))
+        return CheckoutSession(processor=self.name, sdk_url=url, sdk_integrity=integrity, client=client)
+
+    def _claim_verified_token(self, request: VaultRequest) -> VaultedMethod:
+        """The ``tok_…`` that ``makeCardToken`` completed in the browser: read it back under *this*
+        shopper's customer (another customer's token is not found) and keep it if verified."""
+        try:
+            body = self._call("GET", "/customers/{customer}/tokens/{token}", query={"expand": "card"},
+                              path_params={"customer": request.customer.id, "token": request.temporary_token})
+        except NotFoundError:
+            raise TemporaryTokenError("ProcessOut does not know this customer token for this shopper",
+                                      processor=self.name) from None
+        method = self._method(self._object(body, "token"))
+        if method.verification_status == VERIFICATION_FAILED:
+            self._discard(request.customer, method.ref)
+            raise VerificationFailedError("ProcessOut could not verify the card", processor=self.name)
+        if not method.last4:
+            raise TemporaryTokenError("the customer token has no card yet (makeCardToken did not finish)",
+                                      processor=self.name)
+        if request.make_default and not method.is_default:
+            self.set_default_payment_method(request.customer, method.ref)
+            method = replace(method, is_default=True)
         return method
 
     def _discard(self, customer: CustomerRef, method: MethodRef) -> None:

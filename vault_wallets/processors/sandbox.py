@@ -150,6 +150,11 @@ class SandboxProcessor(BaseProcessor):
             raw={k: data[k] for k in ("type", "brand", "last4", "exp_month", "exp_year", "state", "label")},
         )
 
+    def prepare_checkout(self, request: p.CheckoutRequest) -> p.CheckoutSession:
+        """The sandbox needs nothing before tokenizing: its tokenizer is the app's own
+        ``POST /wallet/sandbox/tokens/`` (the adapter reads its URL from the page config)."""
+        return p.CheckoutSession(processor=self.name)
+
     def vault_payment_method(self, request: VaultRequest) -> VaultedMethod:
         return self._method(self._call("vault", request.customer.id, request.temporary_token,
                                        make_default=request.make_default, label=request.label,

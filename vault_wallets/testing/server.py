@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -102,6 +103,21 @@ _CORS = {
     "Access-Control-Allow-Methods": "POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type",
 }
+
+
+# The stand-ins of the processors' browser libraries run on the shop's page (another origin).
+STANDIN_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, OPTIONS",
+    "Access-Control-Allow-Headers": "Content-Type, Authorization",
+    "Access-Control-Max-Age": "600",
+}
+STANDIN_DIR = Path(__file__).resolve().parent / "fakes" / "standins"
+
+
+def standin_response(body: Any, status: int = 200) -> FakeResponse:
+    """A JSON answer to a stand-in library's call from the shop's page (CORS allowed)."""
+    return FakeResponse(status=status, body=body, headers=dict(STANDIN_CORS))
 
 
 def json_response(body: Any, status: int = 200, **headers: str) -> FakeResponse:
@@ -210,6 +226,26 @@ class FakeServer:
     def _fake_tokens_preflight(self, request: FakeRequest) -> FakeResponse:
         return FakeResponse(204, None, dict(_CORS))
 
+    # -- the stand-in of the processor's browser library ------------------------------------
+    #: The path the processor's real library is served at (the stand-in is served at the same
+    #: path on the fake, e.g. ``/js/v1/exact.js``), and its file in ``fakes/standins/``.
+    standin_path = ""
+    standin_file = ""
+    standin_dir = STANDIN_DIR  # a fake outside vault_wallets points this at its own folder
+
+    def standin_url(self) -> str:
+        return self.url + self.standin_path if self.standin_path else ""
+
+    def _serve_standin(self, request: FakeRequest) -> FakeResponse | None:
+        if request.path.startswith("/_fake/standin/") and request.method == "OPTIONS":
+            return FakeResponse(204, None, dict(STANDIN_CORS))
+        if self.standin_path and request.path == self.standin_path and request.method == "GET":
+            script = (Path(self.standin_dir) / self.standin_file).read_text(encoding="utf-8")
+            return FakeResponse(200, script.encode("utf-8"), {
+                "Content-Type": "application/javascript; charset=utf-8", "Cache-Control": "no-cache",
+                **STANDIN_CORS})
+        return None
+
     # -- lifecycle ---------------------------------------------------------------------
     @property
     def url(self) -> str:
@@ -236,10 +272,12 @@ class FakeServer:
         raise NotImplementedError
 
     def account_settings(self, **extra: Any) -> dict[str, Any]:
-        """An ``ACCOUNTS`` entry for this fake; ``FAKE_TOKENIZER`` lets the checkout's JavaScript
-        tokenize test cards at ``/_fake/tokens`` (the processor's browser library's stand-in)."""
-        return {"PROCESSOR": self.processor_path,
-                "OPTIONS": {**self.account_options(**extra), "FAKE_TOKENIZER": True}}
+        """An ``ACCOUNTS`` entry for this fake; ``JS_SDK_URL`` points the checkout at the fake's
+        stand-in of the processor's browser library (same globals, methods, events, payloads)."""
+        options = {**self.account_options(**extra), "FAKE_TOKENIZER": True}
+        if self.standin_path:
+            options["JS_SDK_URL"] = self.standin_url()
+        return {"PROCESSOR": self.processor_path, "OPTIONS": options}
 
     def start(self) -> FakeServer:
         fake = self
@@ -316,6 +354,9 @@ class FakeServer:
         handler.close_connection = True
 
     def handle(self, request: FakeRequest) -> FakeResponse:
+        standin = self._serve_standin(request)
+        if standin is not None:
+            return standin
         matched_path = False
         for method, regex, func in self._routes:
             match = regex.match(request.path)

@@ -24,12 +24,23 @@ import re
 import secrets
 import time
 from collections import deque
+from datetime import datetime, timezone
 from typing import Any
 
-from vault_wallets.processors.caselle import DEFAULT_SCOPE, encode_browser_token
+from vault_wallets.processors.caselle import DEFAULT_SCOPE, decode_browser_token, encode_browser_token
 
 from ..cards import AMEX, DISCOVER, MASTERCARD, VISA, card_brand, luhn_ok
-from ..server import _CORS, FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route, serve
+from ..server import (
+    _CORS,
+    FakeRequest,
+    FakeResponse,
+    FakeServer,
+    fake_fixture,
+    json_response,
+    route,
+    serve,
+    standin_response,
+)
 
 #: Test cards: number → behaviour of charges (the project's set plus Caselle's sandbox cards).
 TEST_CARDS = {
@@ -147,6 +158,12 @@ class CaselleFake(FakeServer):
         super().__init__(host, port)
 
     processor_path = "vault_wallets.processors.caselle.CaselleProcessor"
+    # @caselle/payment-sdk has no published script URL; the stand-in lives on the fake.
+    standin_path = "/_fake/sdk/caselle-payment-sdk.js"
+    standin_file = "caselle.js"
+    ZIFT_ACCOUNT_ID = "zift-acct-fake-1001"
+    ZIFT_API_KEY = "zift-public-key-fake-1001"
+    TEMPORARY_PASSWORD_TTL = 10 * 60  # Zift: a temporary password lasts 10 minutes
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         return {"BASE_URL": self.url, "AUTH_URL": self.url, "CLIENT_ID": self.client_id,
@@ -177,6 +194,7 @@ class CaselleFake(FakeServer):
             self.proxy_tokens: dict[str, dict[str, Any]] = {}
             self.saved_methods: dict[str, dict[str, Any]] = {}
             self.payments: dict[str, dict[str, Any]] = {}
+            self.temporary_passwords: dict[str, float] = {}  # password → expiry (epoch seconds)
             self.idempotent: dict[tuple[str, str, str], tuple[str, FakeResponse]] = {}
 
     # -- the processor's own shapes ------------------------------------------------------
@@ -203,6 +221,8 @@ class CaselleFake(FakeServer):
     def authenticate(self, request: FakeRequest) -> FakeResponse | None:
         if request.path == "/oauth2/token":
             return None  # HTTP Basic, checked by the endpoint itself (Cognito's own answers)
+        if request.path.startswith("/api/paymentaccounts/") and request.path.endswith("/client-config"):
+            return None  # documented as anonymous (rate-limited), scoped by the account: the route checks
         scheme, _, token = request.header("Authorization").partition(" ")
         expiry = self.access_tokens.get(token) if scheme.lower() == "bearer" else None
         if expiry is None or expiry < time.time():
@@ -260,6 +280,47 @@ class CaselleFake(FakeServer):
         behaviour = "decline" if account_number.endswith(ACH_DECLINE_SUFFIX) else "ok"
         proxy = self._proxynize("ach", account, behaviour)
         return encode_browser_token("ach", {"fingerprint": proxy, "holder_name": holder_name, **account})
+
+    # -- the payment SDK's client config and its stand-in (standins/caselle.js) -----------------
+    @route("GET", "/api/paymentaccounts/{uid}/client-config")
+    def client_config(self, request: FakeRequest, uid: str) -> FakeResponse:
+        header = request.header("X-Payment-Account-Uid")
+        if uid != self.payment_account_uid or (header and header != uid):
+            return self.error(404, "payment account not found", "not_found")
+        password = secrets.token_urlsafe(18)
+        expires = time.time() + self.TEMPORARY_PASSWORD_TTL
+        self.temporary_passwords[password] = expires
+        return json_response({
+            "processor": "zift",
+            "config": {"account_id": self.ZIFT_ACCOUNT_ID, "api_key": self.ZIFT_API_KEY,
+                       "temporary_password": password,
+                       "expiration_date": datetime.fromtimestamp(expires, timezone.utc).isoformat()},
+            "supported_methods": ["credit", "ach"],
+        })
+
+    @route("POST", "/_fake/standin/caselle/proxynize")
+    def _standin_proxynize(self, request: FakeRequest) -> FakeResponse:
+        """The stand-in SDK's call (invented wire): Zift credentials from the client config + the
+        card → the proxynized token (``fingerprint``) and the display fields."""
+        try:
+            data = request.json()
+        except ValueError:
+            return standin_response({"code": "invalid_request", "message": "invalid JSON"}, 400)
+        if not isinstance(data, dict):
+            return standin_response({"code": "invalid_request", "message": "invalid JSON"}, 400)
+        expiry = self.temporary_passwords.get(str(data.get("temporary_password", "")))
+        if (data.get("account_id") != self.ZIFT_ACCOUNT_ID or data.get("api_key") != self.ZIFT_API_KEY
+                or expiry is None or expiry < time.time()):
+            return standin_response({"code": "unauthorized", "message": "the temporary password is invalid or "
+                                                                         "expired"}, 401)
+        try:
+            token = self.tokenize_card(str(data.get("number", "")).replace(" ", ""), int(data.get("exp_month") or 0),
+                                       int(data.get("exp_year") or 0), str(data.get("cvc", "")),
+                                       str(data.get("holder_name", "")))
+        except ValueError as exc:
+            return standin_response({"code": "invalid_card", "message": str(exc)}, 400)
+        _ptype, details = decode_browser_token(token)
+        return standin_response(details, 201)
 
     def _proxynize(self, ptype: str, details: dict[str, Any], behaviour: str) -> str:
         proxy = _uid("prx")

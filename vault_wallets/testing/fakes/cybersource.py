@@ -37,6 +37,7 @@ import uuid
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from vault_wallets.processors.cybersource import (
@@ -59,6 +60,7 @@ from vault_wallets.testing.server import (
     json_response,
     route,
     serve,
+    standin_response,
 )
 
 _INVALID_DATA = "Declined - One or more fields in the request contains invalid data"
@@ -180,6 +182,23 @@ class CyberSourceFake(FakeServer):
         ]
 
     processor_path = "vault_wallets.processors.cybersource.CyberSourceProcessor"
+    standin_path = "/microform/bundle/v2/flex-microform.min.js"  # what the capture context names
+    standin_file = "cybersource.js"
+
+    def account_settings(self, **extra: Any) -> dict[str, Any]:
+        """For the example shop: no fixed TARGET_ORIGINS, so the capture context names the page's
+        own origin (open the shop at http://localhost:<port>: plain http is for localhost only),
+        and no JS_SDK_URL: like CyberSource's, the fake's capture contexts name the library
+        (the stand-in) and its SRI hash in ``ctx[0].data``."""
+        settings = super().account_settings(**extra)
+        settings["OPTIONS"].pop("TARGET_ORIGINS", None)
+        settings["OPTIONS"].pop("JS_SDK_URL", None)
+        return settings
+
+    def standin_integrity(self) -> str:
+        """The SRI hash of the stand-in library, as ``clientLibraryIntegrity`` carries it."""
+        script = (Path(self.standin_dir) / self.standin_file).read_bytes()
+        return "sha384-" + base64.b64encode(hashlib.sha384(script).digest()).decode("ascii")
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         """The account OPTIONS that point a ``CyberSourceProcessor`` at this fake."""
@@ -342,6 +361,45 @@ class CyberSourceFake(FakeServer):
             }
         )
 
+    def _verify_jwt(self, jwt: str) -> dict[str, Any] | None:
+        """The claims of a JWT this fake signed and that has not expired, else None."""
+        try:
+            signing_input, _, signature = str(jwt).rpartition(".")
+            expected = _b64url(hmac.new(self._TOKEN_KEY, signing_input.encode(), hashlib.sha256).digest())
+            payload = signing_input.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return None
+        if not hmac.compare_digest(expected, signature) or not isinstance(claims, dict):
+            return None
+        return claims if int(claims.get("exp", 0)) > time.time() else None
+
+    @route("POST", "/_fake/standin/flex/v2/tokens")
+    def _standin_tokens(self, request: FakeRequest) -> FakeResponse:
+        """Microform's ``createToken`` (stand-in wire): the capture context must be this fake's,
+        unexpired, and name the calling page's ``Origin`` in ``targetOrigins``."""
+        def failure(status: int, reason: str, message: str, location: str = "") -> FakeResponse:
+            details = [{"location": location, "message": message}] if location else []
+            return standin_response({"reason": reason, "message": message, "details": details}, status)
+
+        try:
+            data = request.json()
+        except ValueError:
+            return failure(400, "CREATE_TOKEN_VALIDATION_PARAMS", "invalid JSON")
+        claims = self._verify_jwt(str(data.get("captureContext", ""))) if isinstance(data, dict) else None
+        if claims is None:
+            return failure(401, "CREATE_TOKEN_UNABLE_TO_START", "the capture context is invalid or expired")
+        origins = (_get(claims, "ctx") or [{}])[0].get("data", {}).get("targetOrigins") or []
+        if request.header("Origin") not in origins:
+            return failure(403, "CREATE_TOKEN_UNABLE_TO_START", "this page's origin is not in targetOrigins")
+        try:
+            token = self.tokenize_card(str(data.get("number", "")), int(data.get("expirationMonth") or 0),
+                                       int(data.get("expirationYear") or 0), str(data.get("securityCode", "")))
+        except ValueError as exc:
+            location = "number" if "number" in str(exc) else "expirationMonth"
+            return failure(400, "CREATE_TOKEN_VALIDATION_SERVERSIDE", str(exc), location)
+        return standin_response({"token": token}, 201)
+
     def _take_transient(self, jwt: str) -> dict[str, Any] | None:
         """The card behind a transient token, consuming it; None if unknown, forged, expired or used."""
         try:
@@ -387,6 +445,8 @@ class CyberSourceFake(FakeServer):
                             "targetOrigins": origins,
                             "allowedCardNetworks": data["allowedCardNetworks"],
                             "clientLibrary": f"{self.url}/microform/bundle/v2/flex-microform.min.js",
+                            "clientLibraryIntegrity": self.standin_integrity(),
+                            "mfOrigin": self.url,
                         },
                     }
                 ],

@@ -32,7 +32,16 @@ from datetime import date, datetime, timezone
 from typing import Any
 
 from ..cards import AMEX, DISCOVER, MASTERCARD, UNKNOWN, VISA, card_brand, luhn_ok
-from ..server import FakeRequest, FakeResponse, FakeServer, fake_fixture, json_response, route, serve
+from ..server import (
+    FakeRequest,
+    FakeResponse,
+    FakeServer,
+    fake_fixture,
+    json_response,
+    route,
+    serve,
+    standin_response,
+)
 
 # Exact's sandbox cards, the project-wide ones, and one fake-only card that Exact refuses to link.
 TEST_CARDS = {
@@ -95,6 +104,10 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _object_id() -> str:
     return secrets.token_hex(12)  # Exact's ids are 24-hex Mongo ObjectIds
 
@@ -153,6 +166,9 @@ class ExactFake(FakeServer):
     TEMPORARY_TOKEN_TTL = 900.0  # seconds a tokenized card may wait to be linked
 
     processor_path = "vault_wallets.processors.exact.ExactProcessor"
+    standin_path = "/js/v1/exact.js"  # the real library: https://api.exactpaysandbox.com/js/v1/exact.js
+    standin_file = "exact.js"
+    ORDER_TOKEN_TTL = 900.0  # "the access token lets the browser call Exact's APIs for 15 minutes"
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         return {"API_TOKEN": self.API_TOKEN, "BASE_URL": self.url, "WEBHOOK_HEADER": self.WEBHOOK_HEADER,
@@ -174,6 +190,7 @@ class ExactFake(FakeServer):
         self.methods: dict[str, dict[str, Any]] = {}  # permanent token -> method record
         self.payments: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
+        self.orders: dict[str, dict[str, Any]] = {}  # the checkout's orders (ExactJS access tokens)
         self._seq = 0
 
     def _next(self) -> int:
@@ -289,6 +306,52 @@ class ExactFake(FakeServer):
                 "fingerprint": hashlib.sha256(number.encode()).hexdigest(),
             }
         return token
+
+    # -- orders and the ExactJS stand-in -----------------------------------------------------------
+    @route("POST", "/orders")
+    def create_order(self, request: FakeRequest) -> FakeResponse:
+        """``POST /account/{accountId}/orders`` ``{amount, reference: {referenceNo}}`` → ``{id, accessToken}``."""
+        body = self._body(request)
+        amount = body.get("amount")
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+            raise _Invalid("amount", "Expected a non-negative integer amount in cents")
+        reference = body.get("reference") if isinstance(body.get("reference"), dict) else {}
+        reference_no = reference.get("referenceNo")
+        if reference_no is not None and (not isinstance(reference_no, str) or len(reference_no) > 20):
+            raise _Invalid("reference.referenceNo", "Expected a string of at most 20 characters")
+        order_id = _object_id()
+        token = "exact_order_" + uuid.uuid4().hex
+        expires = time.time() + self.ORDER_TOKEN_TTL
+        self.orders[order_id] = {"id": order_id, "amount": amount, "reference": reference, "token": token,
+                                 "expires": expires, "status": "open"}
+        return json_response({"id": order_id, "amount": amount, "reference": reference, "status": "open",
+                              "accessToken": {"token": token, "expiresAt": _iso(expires)}}, 201)
+
+    @route("POST", "/_fake/standin/exact/tokenize")
+    def _standin_tokenize(self, request: FakeRequest) -> FakeResponse:
+        """ExactJS's ``tokenize()`` (stand-in wire): the order's access token, never the API key."""
+        def failed(status: int, *messages: str) -> FakeResponse:
+            return standin_response({"messages": list(messages)}, status)
+
+        try:
+            body = json.loads(request.body.decode("utf-8") or "{}")
+        except ValueError:
+            return failed(400, "Invalid request")
+        order = self.orders.get(str(body.get("orderId", ""))) if isinstance(body, dict) else None
+        sent = request.header("Authorization").removeprefix("Bearer ").strip()
+        if order is None or not hmac.compare_digest(sent.encode(), order["token"].encode()):
+            return failed(401, "Invalid access token")
+        if order["expires"] < time.time():
+            return failed(401, "The access token has expired")
+        month, _, year = str(body.get("expiry", "")).partition("/")
+        try:
+            token = self.tokenize_card(str(body.get("number", "")), int(month or 0), int(year or 0),
+                                       str(body.get("cvc", "")), str(body.get("name", "")))
+        except ValueError as exc:
+            return failed(400, str(exc))
+        card = self.temporary[token]["card"]
+        return standin_response({"token": token, "card_brand": card["brand"], "last4": card["lastFour"],
+                                 "expiry_month": card["expiry"]["month"], "expiry_year": card["expiry"]["year"]})
 
     @route("POST", "/payment-method")
     def create_payment_method(self, request: FakeRequest) -> FakeResponse:

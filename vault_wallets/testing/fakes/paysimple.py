@@ -6,10 +6,14 @@ envelope with ``Meta.Errors`` and ``PagingDetails``, a bodiless 401, the custome
 payment-token, customer-token, payment, void and reverse routes, and the sandbox-only
 ``PUT /v4/MarkPaymentStatus``.  State is in memory.
 
-``POST /_fake/tokens`` (and ``tokenize_card``/``tokenize_ach``) stand in for PaySimpleJS: they
-return a single-use, 15-minute payment token that ``POST /v4/paymenttoken`` later binds to the
-customer the server names (matching an account the customer already has for the same card, or
-creating one).  Test cards: see ``TEST_CARDS``.  Run it standalone with
+PaySimpleJS's stand-in: ``GET /paysimplejs/v1/scripts/client.js`` (the real library's path)
+serves ``standins/paysimple.js`` — ``window.paysimpleJs(config)`` with ``send.setMode``,
+``send.retrieveAccount``, ``on`` and the ``accountRetrieved`` / ``formValidityChanged`` /
+``httpError`` events — which posts the card to ``POST /_fake/standin/paysimplejs/accounts``
+with the checkout or customer token; the account is created for that token's customer (a new
+customer under a checkout token), as PaySimpleJS does.  ``retrieve_account`` (and
+``tokenize_card(…, customer_id=…)``) does the same from Python.  ``POST /v4/paymenttoken`` takes
+the official SDK's ``{CustomerAccountId, CustomerId, Cvv}``.  Test cards: see ``TEST_CARDS``.  Run it standalone with
 ``python -m vault_wallets.testing.fakes.paysimple --port 8101``.
 """
 
@@ -45,6 +49,7 @@ from vault_wallets.testing.server import (
     json_response,
     route,
     serve,
+    standin_response,
 )
 
 #: number → (Issuer, behaviour of payments): "ok", "decline" (IsDecline) or "error" (processor failure).
@@ -117,6 +122,8 @@ class PaySimpleFake(FakeServer):
         super().__init__(host, port)
 
     processor_path = "vault_wallets.processors.paysimple.PaySimpleProcessor"
+    standin_path = "/paysimplejs/v1/scripts/client.js"
+    standin_file = "paysimple.js"
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         return {"API_USERNAME": self.API_USERNAME, "API_KEY": self.API_KEY, "BASE_URL": self.url,
@@ -488,15 +495,111 @@ class PaySimpleFake(FakeServer):
 
     # -- the PaySimpleJS stand-in and payment tokens ----------------------------------------------
     def tokenize_card(self, number: str, exp_month: int, exp_year: int, cvc: str = "",
-                      holder_name: str = "") -> str:
-        """What PaySimpleJS does with the card form: a single-use payment token (no number kept)."""
-        return self._new_payment_token(details=self._card_details(number, exp_month, exp_year))
+                      holder_name: str = "", *, customer_id: Any = None, auth_token: str = "") -> str:
+        """What PaySimpleJS gives the page for a card: the ``account.id`` of ``accountRetrieved``
+        under ``auth_token`` (a customer or checkout token from this fake) or under the token of
+        ``customer_id``; with neither, a bare payment token (no account: only for tests of the
+        payment-token routes)."""
+        details = self._card_details(number, exp_month, exp_year)
+        if auth_token:
+            with self.lock:
+                return str(self.retrieve_account(auth_token, details)["account"]["id"])
+        if customer_id is None:
+            return self._new_payment_token(details=details)
+        with self.lock:
+            return str(self._retrieved(self._customer(customer_id), details)["account"]["id"])
 
     def tokenize_ach(self, routing_number: str, account_number: str, checking: bool = True,
-                     bank_name: str = "") -> str:
-        """PaySimpleJS's ACH form (``ach-key-enter`` mode)."""
-        return self._new_payment_token(details=self._ach_details(routing_number, account_number, checking,
-                                                                 bank_name))
+                     bank_name: str = "", *, customer_id: Any = None) -> str:
+        """PaySimpleJS's ACH form (``ach-key-enter`` mode); see ``tokenize_card``."""
+        details = self._ach_details(routing_number, account_number, checking, bank_name)
+        if customer_id is None:
+            return self._new_payment_token(details=details)
+        with self.lock:
+            return str(self._retrieved(self._customer(customer_id), details)["account"]["id"])
+
+    def retrieve_account(self, auth_token: str, details: dict[str, Any], person: dict[str, Any] | None = None
+                         ) -> dict[str, Any]:
+        """``send.retrieveAccount`` behind PaySimpleJS: the ``accountRetrieved`` payload.
+
+        A customer token adds the account to its customer; a checkout token makes a new
+        customer from ``person`` (firstName, lastName, email).  Raises ``_Invalid``."""
+        claims = self._verify_jwt(auth_token)
+        if claims is None:
+            raise _Invalid(401, (None, "unauthorized"))
+        if claims.get("scope") == "customer":
+            customer = self._customer(claims.get("sub"))
+        else:
+            person = person or {}
+            now = format_timestamp(self._now())
+            customer = {"Id": next(self._customer_ids), "FirstName": str(person.get("firstName") or ""),
+                        "LastName": str(person.get("lastName") or ""), "Email": str(person.get("email") or ""),
+                        "CreatedOn": now, "LastModified": now}
+            self.customers[customer["Id"]] = customer
+        return self._retrieved(customer, details)
+
+    def _retrieved(self, customer: dict[str, Any], details: dict[str, Any]) -> dict[str, Any]:
+        account, _created = self._add_account(customer["Id"], details)
+        return {"account": {"id": account["Id"]},
+                "customer": {"id": customer["Id"], "firstName": customer.get("FirstName", ""),
+                             "lastName": customer.get("LastName", ""), "email": customer.get("Email", "")},
+                "paymentToken": self._new_payment_token(account_id=account["Id"])}
+
+    def _verify_jwt(self, token: str) -> dict[str, Any] | None:
+        try:
+            signing_input, _, signature = str(token).rpartition(".")
+            expected = base64.urlsafe_b64encode(
+                hmac.new(self._jwt_key, signing_input.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
+            if not hmac.compare_digest(expected, signature):
+                return None
+            payload = signing_input.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (IndexError, ValueError):
+            return None
+        if not isinstance(claims, dict) or claims.get("mid") != self.MERCHANT_ID:
+            return None
+        if int(claims.get("exp", 0)) <= self._now().timestamp():
+            return None
+        return claims
+
+    @route("POST", "/_fake/standin/paysimplejs/accounts")
+    def _standin_accounts(self, request: FakeRequest) -> FakeResponse:
+        """The stand-in library's submit (our own wire, not PaySimple's): answers the
+        ``accountRetrieved`` payload, or the ``httpError`` payload."""
+        def http_error(status: int, key: str, errors: list[dict[str, str]]) -> FakeResponse:
+            return standin_response({"errorKey": key, "errors": errors, "status": status}, status)
+
+        try:
+            body = json.loads(request.body.decode("utf-8") or "{}")
+        except ValueError:
+            return http_error(400, "bad_request", [{"field": "", "message": "invalid JSON"}])
+        if not isinstance(body, dict):
+            return http_error(400, "bad_request", [{"field": "", "message": "invalid JSON"}])
+        token = request.header("Authorization").removeprefix("Bearer ").strip()
+        try:
+            if body.get("mode") == "ach-key-enter":
+                details = self._ach_details(str(body.get("routingNumber", "")), str(body.get("accountNumber", "")),
+                                            str(body.get("accountType", "checking")) == "checking",
+                                            str(body.get("bankName", "")))
+            else:
+                month, _, year = str(body.get("expiration", "")).partition("/")
+                if not (month.strip().isdigit() and year.strip().isdigit()):
+                    return http_error(400, "bad_request",
+                                      [{"field": "expiration", "message": "Invalid expiration date."}])
+                year_number = int(year) + (2000 if int(year) < 100 else 0)
+                details = self._card_details(str(body.get("cardNumber", "")), int(month), year_number,
+                                             str(body.get("postalCode", "")))
+            with self.lock:
+                payload = self.retrieve_account(token, details, body.get("customer"))
+        except ValueError as exc:
+            field = "cardNumber" if "number" in str(exc).lower() else "expiration"
+            return http_error(400, "bad_request", [{"field": field, "message": str(exc)}])
+        except _Invalid as exc:
+            if exc.status == 401:
+                return http_error(401, "unauthorized", [])
+            return http_error(exc.status, "bad_request",
+                              [{"field": f or "", "message": m} for f, m in exc.errors])
+        return standin_response(payload, 200)
 
     def _new_payment_token(self, *, details: dict | None = None, account_id: int | None = None) -> str:
         token = str(uuid.uuid4())
@@ -522,25 +625,22 @@ class PaySimpleFake(FakeServer):
 
     @route("POST", "/v4/paymenttoken")
     def payment_token(self, request: FakeRequest) -> FakeResponse:
-        """Bind PaySimpleJS's token to the customer the server names (match-or-create the account)."""
+        """A single-use payment token for an existing account: the official SDK's request is
+        ``{CustomerAccountId (required, > 0), CustomerId, Cvv}`` (PaySimple/PaySimpleSDK
+        ``src/PaySimpleSdk/Payments/PaymentTokenRequest.cs``); there is no ``PaymentToken`` in it."""
         body = self._body(request)
-        if body.get("CustomerId") in (None, ""):
-            raise _Invalid(400, ("CustomerId", "CustomerId is required."))
-        customer = self._customer(body.get("CustomerId"))
-        if body.get("PaymentToken"):
-            entry = self.payment_tokens.get(str(body["PaymentToken"]))
-            if entry is not None and entry["details"] is None:
-                raise _Invalid(400, ("PaymentToken", "Invalid payment token."))
-            entry = self._take_payment_token(body["PaymentToken"])
-            account, created = self._add_account(customer["Id"], entry["details"])
-        else:  # the documented use: a token for an existing account (e.g. to carry a CVV)
-            account = self._account(body.get("CustomerAccountId"))
-            if account["CustomerId"] != customer["Id"]:
-                raise _Invalid(400, ("CustomerAccountId", "The account does not belong to this customer."))
-            created = False
+        if "PaymentToken" in body:
+            raise _Invalid(400, ("PaymentToken", "The request is invalid: PaymentToken is not a member of "
+                                                 "PaymentTokenRequest."))
+        account_id = _as_int(body.get("CustomerAccountId"))
+        if not account_id or account_id <= 0:
+            raise _Invalid(400, ("CustomerAccountId", "CustomerAccountId is required."))
+        account = self._account(account_id)
+        if body.get("CustomerId") not in (None, "") and account["CustomerId"] != _as_int(body.get("CustomerId")):
+            raise _Invalid(400, ("CustomerAccountId", "The account does not belong to this customer."))
         token = self._new_payment_token(account_id=account["Id"])
-        return self.envelope({"PaymentToken": token, "CustomerId": customer["Id"],
-                              "CustomerAccountId": account["Id"], "IsNewlyCreated": created}, 201)
+        return self.envelope({"PaymentToken": token, "CustomerId": account["CustomerId"],
+                              "CustomerAccountId": account["Id"], "IsNewlyCreated": False}, 201)
 
     # -- payments ----------------------------------------------------------------------------------
     @route("POST", "/v4/payment")

@@ -51,6 +51,7 @@ from vault_wallets.testing.server import (
     json_response,
     route,
     serve,
+    standin_response,
 )
 
 #: Card behaviours by test number; any other valid number succeeds.
@@ -115,6 +116,8 @@ class ProcessOutFake(FakeServer):
         super().__init__(host, port)
 
     processor_path = "vault_wallets.processors.processout.ProcessOutProcessor"
+    standin_path = "/processout.js"  # the real library: https://js.processout.com/processout.js
+    standin_file = "processout.js"
 
     def account_options(self, **extra: Any) -> dict[str, Any]:
         return {"PROJECT_ID": self.PROJECT_ID, "PROJECT_SECRET": self.PROJECT_SECRET, "BASE_URL": self.url, **extra}
@@ -123,7 +126,7 @@ class ProcessOutFake(FakeServer):
         return [
             f"OPTIONS: BASE_URL={self.url!r}, PROJECT_ID={self.PROJECT_ID!r}, "
             f"PROJECT_SECRET={self.PROJECT_SECRET!r}",
-            f"browser tokenization stand-in: POST {self.url}/_fake/tokens",
+            f"ProcessOut.js stand-in: {self.url}/processout.js (JS_SDK_URL)",
         ]
 
     def reset(self) -> None:
@@ -287,6 +290,63 @@ class ProcessOutFake(FakeServer):
         with self.lock:
             self.cards[card["id"]] = card
         return card["id"]
+
+    # -- ProcessOut.js stand-in (standins/processout.js): the calls the library makes -------------
+    def _standin_project(self, request: FakeRequest) -> bool:
+        """ProcessOut.js authenticates with the public project id only: Basic base64(projectId + ":")."""
+        header = request.header("Authorization")
+        try:
+            decoded = base64.b64decode(header.removeprefix("Basic ").strip()).decode()
+        except ValueError:
+            return False
+        return decoded == f"{self.PROJECT_ID}:"
+
+    @staticmethod
+    def _standin_error(status: int, error_type: str, message: str) -> FakeResponse:
+        return standin_response({"success": False, "error_type": error_type, "message": message}, status)
+
+    @route("POST", "/_fake/standin/processout/cards")
+    def _standin_cards(self, request: FakeRequest) -> FakeResponse:
+        """``POST /cards`` as ProcessOut.js's ``tokenize`` sends it: the card, project id auth."""
+        if not self._standin_project(request):
+            return self._standin_error(401, "request.authentication.invalid", "The project ID is invalid.")
+        try:
+            body = self._body(request)
+            card_id = self.tokenize_card(str(body.get("number", "")).replace(" ", ""), int(body.get("exp_month") or 0),
+                                         int(body.get("exp_year") or 0), str(body.get("cvc2", "")),
+                                         str(body.get("name", "")))
+        except (ValueError, _Refused) as exc:
+            message = str(exc)
+            code = ("card.invalid-number" if "number" in message else "card.invalid-date" if "expir" in message
+                    else "card.invalid-cvc" if "CVC" in message else "card.invalid")
+            return self._standin_error(400, code, message)
+        return standin_response({"success": True, "card": _public(self.cards[card_id])})
+
+    @route("PUT", "/_fake/standin/processout/customers/{customer_id}/tokens/{token_id}")
+    def _standin_make_card_token(self, request: FakeRequest, customer_id: str, token_id: str) -> FakeResponse:
+        """``makeCardToken``'s ``PUT customers/{id}/tokens/{id}`` with ``source``: completes a pending
+        (``verify=true``) customer token with the card and verifies it."""
+        if not self._standin_project(request):
+            return self._standin_error(401, "request.authentication.invalid", "The project ID is invalid.")
+        try:
+            body = self._body(request)
+            token = self._customer_token(customer_id, token_id)
+            if token.get("card_id"):
+                raise _Refused(400, "request.token.already-completed", "This customer token already has a source.")
+            card = self._take_card(body.get("source"))
+        except _Refused as exc:
+            return self._standin_error(exc.status, exc.error_type, exc.message)
+        token["card_id"] = card["id"]
+        if card["_outcome"] == "decline":
+            token.update(verification_status="failed", is_chargeable=False)
+        else:
+            token.update(verification_status="success", is_chargeable=True)
+        customer = self.customers[customer_id]
+        if (body.get("set_default") or not customer.get("default_token_id")) and token["is_chargeable"]:
+            customer["default_token_id"] = token["id"]
+        self._token_event("customer_token.verified" if token["is_chargeable"]
+                          else "customer_token.verification_failed", token)
+        return standin_response({"success": True, "token": self._token_view(token, True), "customer_action": None})
 
     def update_card(self, token_id: str, exp_month: int, exp_year: int, last4: str | None = None,
                     closed: bool = False) -> dict:

@@ -8,6 +8,7 @@ from store.models import Product
 DEMO_USERS = [
     # username, password, staff
     ("shopper", "shopper-demo-pass", False),
+    ("shopper2", "shopper2-demo-pass", False),  # a second shopper: sees none of the first one's cards
     ("staff", "staff-demo-pass", True),
 ]
 PRODUCTS = [

@@ -147,19 +147,19 @@ class CustomerAddForm(forms.ModelForm):
         self.fields["account"].initial = conf.default_account()
         self.created = None
 
-    def clean(self):
-        data = super().clean()
+    def _post_clean(self):
+        super()._post_clean()  # field and uniqueness checks first
         if self.errors:
-            return data
-        if Customer.objects.filter(account=data["account"], reference_id=data["reference_id"]).exists():
-            raise ValidationError({"reference_id": "This account already has a customer with this reference."})
+            return
+        data = self.cleaned_data
         try:
             self.created = services.create_customer(
                 data["account"], data["reference_id"], name=data.get("name", ""), email=data.get("email", ""),
                 phone=data.get("phone", ""))
         except ProcessorError as exc:
-            raise ValidationError(f"The processor did not create the customer: {exc.message}") from None
-        return data
+            self.add_error(None, f"The processor did not create the customer: {exc.message}")
+        except ValidationError as exc:
+            self.add_error(None, exc)
 
 
 @admin.register(Customer)

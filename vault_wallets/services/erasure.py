@@ -27,6 +27,7 @@ from .. import conf
 from ..models import Address, Charge, Customer, ErasureRequest, PaymentMethodChange, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
+from ..signals import customer_erased
 
 logger = logging.getLogger("vault_wallets.services")
 
@@ -109,6 +110,8 @@ def run_erasure(erasure: ErasureRequest) -> ErasureRequest:
             erasure.next_attempt_at = None
             erasure.last_error = ""
             erasure.save()
+            done = erasure
+            transaction.on_commit(lambda: customer_erased.send(sender=ErasureRequest, erasure=done))
     if erasure.status == ErasureRequest.PENDING:
         from ..tasks import enqueue_erasure  # the task edge; imported late (no import circle)
 
@@ -167,6 +170,7 @@ def _finish_locally(erasure: ErasureRequest, customer: Customer) -> None:
     else:
         count = methods.count()
         customer.delete()
+        erasure.customer = None
         _record(erasure, "customer", customer.uid, f"deleted locally with {count} saved method(s)")
 
 

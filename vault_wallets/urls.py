@@ -7,7 +7,7 @@ A shop with several accounts mounts one set per account::
 
 from django.urls import include, path
 
-from .api import views
+from .api import staff, views
 from .sandbox.views import SandboxTokenView
 from .webhooks import receive_webhook
 
@@ -16,6 +16,8 @@ app_name = "vault_wallets"
 urlpatterns = [
     path("customer-token/", views.CustomerTokenView.as_view(), name="customer-token"),
     path("api/", include("vault_wallets.api.urls")),
+    path("api/staff/imports/", staff.ImportJobListView.as_view(), name="staff-imports"),
+    path("api/staff/imports/<str:uid>/", staff.ImportJobDetailView.as_view(), name="staff-import"),
     path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
     path("webhooks/<str:account>/", receive_webhook, name="webhook"),
 ]

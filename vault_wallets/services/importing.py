@@ -255,6 +255,7 @@ class Importer:
                 batch = []
         if batch:
             self._batch(batch)
+        self.report.errors.sort(key=lambda e: e["line"])
         return self.report
 
     def _batch(self, rows: list[Row]) -> None:

@@ -17,7 +17,7 @@ from django.http import HttpResponseRedirect
 from django.urls import reverse
 
 from . import conf, services
-from .admin_filters import AccountFilter, ExpiresWithinFilter
+from .admin_filters import AccountFilter, ErasedFilter, ExpiresWithinFilter
 from .exceptions import PaymentMethodNotFound, VaultError
 from .models import (
     Address,
@@ -45,6 +45,9 @@ class ThroughServicesDelete:
 
     delete_note = ""
     delete_button = ""
+
+    class Media:
+        css = {"all": ["vault_wallets/admin.css"]}
 
     def delete_through_services(self, request, obj):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -166,7 +169,7 @@ class CustomerAddForm(forms.ModelForm):
 class CustomerAdmin(ThroughServicesDelete, admin.ModelAdmin):
     list_display = ("uid", "account", "reference_id", "name", "email", "currency", "method_count", "erased",
                     "created_at")
-    list_filter = ("account", "currency", ("erased_at", admin.EmptyFieldListFilter))
+    list_filter = ("account", "currency", ErasedFilter)
     search_fields = ("uid", "reference_id", "email", "name")
     readonly_fields = ("uid", "account", "reference_id", "user", "processor_customer_id", "token_version",
                        "erased_at", "created_at", "updated_at")
@@ -283,8 +286,7 @@ class PaymentMethodChangeInline(admin.TabularInline):
 class SavedPaymentMethodAdmin(ThroughServicesDelete, admin.ModelAdmin):
     inlines = [PaymentMethodChangeInline]
     actions = ["refresh_from_processor"]
-    list_display = ("uid", "customer_link", "method", "expiry", "is_default", "verification_status", "status",
-                    "created_at")
+    list_display = ("uid", "customer_link", "method", "expiry", "state", "verification_status", "created_on")
     list_filter = (AccountFilter, ExpiresWithinFilter, "status", "verification_status", "brand", "method_type")
     search_fields = ("uid", "customer__uid", "customer__reference_id", "customer__email", "last4")
     list_select_related = ("customer",)
@@ -326,6 +328,17 @@ class SavedPaymentMethodAdmin(ThroughServicesDelete, admin.ModelAdmin):
             except ProcessorError as exc:
                 self.message_user(request, f"Saved method {method.uid}: {exc.message}", messages.ERROR)
         self.message_user(request, f"{changed} of {queryset.count()} method(s) changed.", messages.SUCCESS)
+
+    class Media:
+        css = {"all": ["vault_wallets/admin.css"]}
+
+    @admin.display(description="status", ordering="status")
+    def state(self, obj):
+        return f"{obj.get_status_display()}, default" if obj.is_default else obj.get_status_display()
+
+    @admin.display(description="created", ordering="created_at")
+    def created_on(self, obj):
+        return obj.created_at.date().isoformat()
 
     @admin.display(description="customer", ordering="customer__uid")
     def customer_link(self, obj):

@@ -45,3 +45,16 @@ class ExpiresWithinFilter(admin.SimpleListFilter):
         if value == "past":
             return queryset.filter(method_type=p.METHOD_CARD).filter(expired_q())
         return queryset
+
+
+class ErasedFilter(admin.SimpleListFilter):
+    title = "erased"
+    parameter_name = "erased"
+
+    def lookups(self, request, model_admin):
+        return [("no", "not erased"), ("yes", "erased (holds charges only)")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(erased_at__isnull=self.value() == "no")
+        return queryset

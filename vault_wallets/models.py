@@ -218,7 +218,9 @@ class Charge(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.uid} {self.amount} {self.currency} {self.status}"
+        from .processors.money import format_amount
+
+        return f"{self.uid} {format_amount(self.amount, self.currency)} {self.status}"
 
     @property
     def refundable_amount(self) -> int:

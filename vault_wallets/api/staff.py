@@ -39,6 +39,7 @@ class StaffAPIView(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAdminUser]
     renderer_classes = [JSONRenderer]
+    schema = None  # staff tooling: not part of the shopper API's schema
 
     def get_exception_handler(self):
         return exception_handler

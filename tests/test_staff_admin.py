@@ -129,3 +129,17 @@ def test_filters_and_search(admin_client, customer, card_token, method):
         response = admin_client.get(PM, params)
         assert response.status_code == 200 and soon.uid in response.content.decode(), params
     assert soon.uid not in admin_client.get(PM, {"account": "eu"}).content.decode()
+
+
+def test_a_processor_outage_leaves_the_erasure_pending_and_says_so(admin_client, customer, method, sandbox):
+    sandbox.faults.fail_next(1)
+    response = admin_client.post(f"{CUS}{customer.pk}/delete/", {"post": "yes"}, follow=True)
+    html = response.content.decode()
+    assert f"Erasure of customer {customer.uid} is pending" in html and "retried automatically" in html
+    assert "was deleted successfully" not in html
+    assert ErasureRequest.objects.get().status == "pending"
+    assert sandbox_state(method) == "active"  # nothing pretended: the card is still at the processor
+    retry = admin_client.post("/admin/vault_wallets/erasurerequest/", {
+        "action": "retry_now", "_selected_action": [ErasureRequest.objects.get().pk]}, follow=True)
+    assert "completed" in retry.content.decode()
+    assert sandbox_state(method) == "deleted"

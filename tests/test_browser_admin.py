@@ -43,6 +43,13 @@ def shell_json(shop, code):
     return json.loads(shop.manage("shell", "-v", "0", "-c", code).stdout.strip().splitlines()[-1])
 
 
+def fits(page) -> bool:
+    """The change list's table is no wider than its scrolling container (no column cut off)."""
+    widths = page.evaluate("(() => { const r = document.querySelector('#changelist .results');"
+                           " return [r.scrollWidth, r.clientWidth]; })()")
+    return widths[0] <= widths[1]
+
+
 def test_staff_use_the_admin(tmp_path):
     shots = tmp_path
     with Shop(tmp_path) as shop, playwright_api.sync_playwright() as pw:
@@ -68,9 +75,7 @@ def test_staff_use_the_admin(tmp_path):
             assert rows.count() == 1 and "4444" in rows.first.inner_text()
             page.screenshot(path=str(shots / "methods-expiring.png"), full_page=True)
             # Every column is visible at 1400 px: the table is no wider than its container.
-            widths = page.evaluate("[document.querySelector('#result_list').scrollWidth,"
-                                   " document.querySelector('#changelist').clientWidth]")
-            assert widths[0] <= widths[1], widths
+            assert fits(page), "the saved-method list scrolls sideways at 1400 px"
 
             # Refresh from the processor.
             rows.first.locator("input.action-select").check()
@@ -117,6 +122,22 @@ def test_staff_use_the_admin(tmp_path):
             assert set(erased["sandbox_methods"].values()) == {"deleted"}
             assert erased["erasures"] == ["completed"]
             assert {status for status, _ in erased["methods"].values()} == {"removed"}
+
+            # The audit record: who, when, and the processor's answer per object.
+            page.goto(shop.url + "/admin/vault_wallets/erasurerequest/")
+            page.click("#result_list tbody tr th a")
+            audit = page.inner_text("#content")
+            assert "staff" in audit and "deleted at the processor" in audit and customer_uid in audit
+            page.screenshot(path=str(shots / "erasure-audit.png"), full_page=True)
+
+            # Adding a customer asks for the account.
+            page.goto(shop.url + "/admin/vault_wallets/customer/add/")
+            page.fill("#id_reference_id", "walk-in-7")
+            page.fill("#id_email", "walkin@example.com")
+            page.click("input[name=_save]")
+            page.wait_for_selector(".messagelist li.success")
+            page.screenshot(path=str(shots / "customer-added.png"), full_page=True)
+            assert fits(page), "the customer list scrolls sideways at 1400 px"
 
             # The charge stays, read-only, amount in its currency.
             page.goto(shop.url + "/admin/vault_wallets/charge/")

@@ -167,8 +167,7 @@ class CustomerAddForm(forms.ModelForm):
 
 @admin.register(Customer)
 class CustomerAdmin(ThroughServicesDelete, admin.ModelAdmin):
-    list_display = ("uid", "account", "reference_id", "name", "email", "currency", "method_count", "erased",
-                    "created_at")
+    list_display = ("uid", "reference_id", "email", "account", "method_count", "erased", "created_on")
     list_filter = ("account", "currency", ErasedFilter)
     search_fields = ("uid", "reference_id", "email", "name")
     readonly_fields = ("uid", "account", "reference_id", "user", "processor_customer_id", "token_version",
@@ -217,6 +216,10 @@ class CustomerAdmin(ThroughServicesDelete, admin.ModelAdmin):
     @admin.display(description="erased", boolean=True, ordering="erased_at")
     def erased(self, obj):
         return obj.erased_at is not None
+
+    @admin.display(description="created", ordering="created_at")
+    def created_on(self, obj):
+        return obj.created_at.date().isoformat()
 
     def describe_delete(self, obj):
         charges = Charge.objects.filter(customer=obj).count()
@@ -286,7 +289,7 @@ class PaymentMethodChangeInline(admin.TabularInline):
 class SavedPaymentMethodAdmin(ThroughServicesDelete, admin.ModelAdmin):
     inlines = [PaymentMethodChangeInline]
     actions = ["refresh_from_processor"]
-    list_display = ("uid", "customer_link", "method", "expiry", "state", "verification_status", "created_on")
+    list_display = ("uid", "customer_link", "method", "expiry", "state", "verification", "created_on")
     list_filter = (AccountFilter, ExpiresWithinFilter, "status", "verification_status", "brand", "method_type")
     search_fields = ("uid", "customer__uid", "customer__reference_id", "customer__email", "last4")
     list_select_related = ("customer",)
@@ -339,6 +342,10 @@ class SavedPaymentMethodAdmin(ThroughServicesDelete, admin.ModelAdmin):
     @admin.display(description="created", ordering="created_at")
     def created_on(self, obj):
         return obj.created_at.date().isoformat()
+
+    @admin.display(description="verified", ordering="verification_status")
+    def verification(self, obj):
+        return obj.get_verification_status_display()
 
     @admin.display(description="customer", ordering="customer__uid")
     def customer_link(self, obj):
@@ -481,7 +488,7 @@ class ErasureRequestAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         context = {"show_save": False, "show_save_and_continue": False, "show_save_and_add_another": False,
-                   **(extra_context or {})}
+                   "title": "Erasure request (audit record)", **(extra_context or {})}
         return super().change_view(request, object_id, form_url, context)
 
     @admin.display(description="outcome per object")

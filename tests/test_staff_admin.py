@@ -95,6 +95,9 @@ def test_deleting_a_customer_erases_and_keeps_charges(admin_client, customer, me
     assert Charge.objects.get(pk=charge.pk).customer_id == customer.pk
     assert ErasureRequest.objects.get().requested_by_name == "admin"
     assert sandbox_state(method) == "deleted"
+    # The anonymous holder of the charges cannot be given personal data again, nor erased twice.
+    page = admin_client.get(f"{CUS}{customer.pk}/change/").content.decode()
+    assert 'name="email"' not in page and f"{CUS}{customer.pk}/delete/" not in page
 
 
 def test_charge_detail_is_read_only_and_amounts_use_the_exponent(admin_client, customer, method):

@@ -195,6 +195,9 @@ class CustomerAdmin(ThroughServicesDelete, admin.ModelAdmin):
         return super().get_form(request, obj, change=change, **kwargs)
 
     def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.erased_at is not None:  # an erased customer stays anonymous
+            return ("uid", "account", "reference_id", "name", "email", "phone", "currency", "metadata", "erased_at",
+                    "created_at", "updated_at")
         return () if obj is None else self.readonly_fields
 
     def get_inlines(self, request, obj):

@@ -105,6 +105,7 @@ def test_rows_for_an_unknown_processor_customer_need_one_and_bad_input_never_abo
     assert "failed 3" in out
     assert err.splitlines() == ["line 2: processor_customer_id is required: this processor has no bulk import",
                                 "line 3: last4 is longer than 4 characters", "line 4: token is required"]
+    assert not Customer.objects.exists()  # a row that could not be imported created no empty customer
 
 
 def test_import_uses_the_processor_bulk_endpoint(tmp_path, settings, caselle_fake):  # noqa: F811

@@ -337,7 +337,9 @@ class Importer:
                  .only(*CUSTOMER_FIELDS)}
         missing: dict[str, Row] = {}
         for row in rows:
-            if row.customer_reference not in found and row.customer_reference not in missing:
+            if row.customer_reference in found or row.customer_reference in missing:
+                continue
+            if self.bulk or row.processor_customer_id:  # a row that cannot be imported creates no customer
                 missing[row.customer_reference] = row
         if missing:
             fast_insert(Customer, [
@@ -363,7 +365,10 @@ class Importer:
         make_default: dict[int, SavedPaymentMethod] = {}
         seen: dict[str, int] = {}
         for row in rows:
-            customer = customers[row.customer_reference]
+            customer = customers.get(row.customer_reference)
+            if customer is None:
+                self.report.error(row.line, "processor_customer_id is required: this processor has no bulk import")
+                continue
             if (row.processor_customer_id and customer.processor_customer_id
                     and row.processor_customer_id != customer.processor_customer_id):
                 self.report.error(row.line, f"customer {row.customer_reference!r} belongs to another processor "

@@ -10,4 +10,14 @@ BEAT_SCHEDULE = {
         "task": "vault_wallets.tasks.sweep_webhook_events",
         "schedule": 60.0,
     },
+    # Retry erasures left pending by a processor outage (each also schedules its own retry).
+    "vault-wallets-sweep-erasures": {
+        "task": "vault_wallets.tasks.sweep_erasures",
+        "schedule": 300.0,
+    },
+    # Expired saved methods become "expired"; payment_method_expiring is sent once per window.
+    "vault-wallets-expiring-payment-methods": {
+        "task": "vault_wallets.tasks.check_expiring_payment_methods",
+        "schedule": 6 * 3600.0,
+    },
 }

@@ -35,6 +35,14 @@ def new_event_uid() -> str:
     return new_uid("evt")
 
 
+def new_erasure_uid() -> str:
+    return new_uid("era")
+
+
+def new_import_uid() -> str:
+    return new_uid("imp")
+
+
 # The sandbox processor's own ids (its "server side").
 def new_sandbox_temporary_token() -> str:
     return new_uid("tok_sbx")

@@ -36,6 +36,9 @@ class Customer(models.Model):
     processor_customer_secret = EncryptedTextField(blank=True, default="")
     token_version = models.PositiveIntegerField(default=1, editable=False)
     metadata = models.JSONField(default=dict, blank=True)
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                     help_text="Set when the customer was erased; the row is then an anonymous "
+                                               "holder of the customer's charges (financial records).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -215,7 +218,9 @@ class Charge(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.uid} {self.amount} {self.currency} {self.status}"
+        from .processors.money import format_amount
+
+        return f"{self.uid} {format_amount(self.amount, self.currency)} {self.status}"
 
     @property
     def refundable_amount(self) -> int:
@@ -271,3 +276,101 @@ class PaymentMethodChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.payment_method.uid} changed by {self.source}"
+
+
+# --------------------------------------------------------------------------------------
+# Staff operations: erasure audit, expiry notices, imports (see docs/erasure.md, docs/import.md).
+# --------------------------------------------------------------------------------------
+
+
+class ErasureRequest(models.Model):
+    """Audit record of one customer erasure: who asked, when, and what each processor call answered.
+
+    ``pending`` until every object is gone at the processor; retried (task + sweeper) while the
+    processor is unavailable, and only then is local personal data anonymized for good.
+    """
+
+    PENDING, COMPLETED = "pending", "completed"
+    STATUSES = (PENDING, COMPLETED)
+
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_erasure_uid, editable=False)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="erasure_requests")
+    customer_uid = models.CharField(max_length=40, db_index=True, help_text="Kept after the customer row is gone.")
+    account = models.CharField(max_length=64)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    requested_by_name = models.CharField(max_length=150, blank=True, help_text="Who asked (kept if the user goes).")
+    reason = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=_choices(STATUSES), default=PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    outcomes = models.JSONField(default=list, blank=True,
+                                help_text="One entry per object: kind, id, processor outcome, time.")
+    charges_kept = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"erasure of {self.customer_uid} ({self.status})"
+
+
+class ExpiryNotice(models.Model):
+    """One ``payment_method_expiring`` signal sent: once per method, expiry and window."""
+
+    payment_method = models.ForeignKey(SavedPaymentMethod, on_delete=models.CASCADE, related_name="expiry_notices")
+    window_days = models.PositiveIntegerField()
+    exp_month = models.PositiveSmallIntegerField()
+    exp_year = models.PositiveSmallIntegerField()
+    sent_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["payment_method", "window_days", "exp_year", "exp_month"],
+                                    name="vw_expiry_notice_once"),
+        ]
+
+
+class ImportJob(models.Model):
+    """A saved-method import uploaded through the staff API and run by a Celery task."""
+
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATUSES = (QUEUED, RUNNING, DONE, FAILED)
+
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_import_uid, editable=False)
+    account = models.CharField(max_length=64)
+    format = models.CharField(max_length=8)
+    dry_run = models.BooleanField(default=False)
+    file_name = models.CharField(max_length=255, blank=True)
+    total_bytes = models.BigIntegerField(default=0)
+    processed_bytes = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=16, choices=_choices(STATUSES), default=QUEUED, db_index=True)
+    report = models.JSONField(default=dict, blank=True, help_text="created, updated, skipped, errors (line numbers).")
+    last_error = models.TextField(blank=True)
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.uid} into {self.account} ({self.status})"
+
+
+class ImportChunk(models.Model):
+    """The uploaded file, encrypted (it holds processor tokens), in order; deleted after the run."""
+
+    job = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="chunks")
+    seq = models.PositiveIntegerField()
+    data = EncryptedTextField()
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["job", "seq"], name="vw_import_chunk_seq")]

@@ -14,3 +14,8 @@ charge_updated = Signal()
 vault_event = Signal()
 #: Processing a stored webhook event failed for good: sends ``webhook_event`` and ``error``.
 webhook_processing_failed = Signal()
+#: ``payment_method`` expires within ``window_days`` (sent once per method, expiry and window);
+#: also sends ``expires_on`` (the last valid day) and ``days_left``.
+payment_method_expiring = Signal()
+#: ``erasure`` (an ``ErasureRequest``) finished: the customer is gone at the processor and here.
+customer_erased = Signal()

@@ -64,3 +64,59 @@ def enqueue_event(event_pk: int) -> bool:
 
 def enqueue_refresh_chunk(event_pk: int | None, method_pks: list[int]) -> bool:
     return _send(refresh_payment_methods, event_pk, method_pks)
+
+
+# --------------------------------------------------------------------------------------
+# Staff operations: erasure retries, expiring cards, imports.
+# --------------------------------------------------------------------------------------
+
+
+@shared_task(name="vault_wallets.tasks.retry_erasure", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def retry_erasure(erasure_pk: int) -> str:
+    """Run a pending erasure again (it schedules its own next attempt if the processor is still down)."""
+    from .models import ErasureRequest
+    from .services import erasure
+
+    return erasure.run_erasure(ErasureRequest(pk=erasure_pk)).status
+
+
+@shared_task(name="vault_wallets.tasks.sweep_erasures", ignore_result=True)
+def sweep_erasures() -> int:
+    """Retry pending erasures whose retry is due (a lost retry task must not leave one behind)."""
+    from .services import erasure
+
+    return len(erasure.retry_due_erasures())
+
+
+@shared_task(name="vault_wallets.tasks.check_expiring_payment_methods", ignore_result=True)
+def check_expiring_payment_methods() -> dict:
+    """Mark methods past expiry ``expired`` and send ``payment_method_expiring`` once per window."""
+    from .services import expiry
+
+    return expiry.run_expiry_checks()
+
+
+@shared_task(name="vault_wallets.tasks.run_import_job", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_import_job(job_pk: int) -> str:
+    """Run an import uploaded through the staff API (progress and report on the ImportJob)."""
+    from .services import importing
+
+    return importing.run_job(job_pk)
+
+
+def enqueue_erasure(erasure_pk: int, countdown: float = 0) -> bool:
+    if retry_erasure.app.conf.task_always_eager:
+        return False  # eager Celery ignores countdowns (it would retry at once, forever): the sweeper retries
+    try:
+        retry_erasure.apply_async(args=[erasure_pk], countdown=countdown, retry=False)
+        return True
+    except Exception as exc:  # broker down: the sweeper retries it
+        logger.warning("could not enqueue erasure %s (%s); the sweeper will pick it up", erasure_pk,
+                       type(exc).__name__)
+        return False
+
+
+def enqueue_import_job(job_pk: int) -> bool:
+    return _send(run_import_job, job_pk)

@@ -8,7 +8,7 @@ A shop with several accounts mounts one set per account::
 from django.urls import include, path
 
 from . import checkout_views
-from .api import views
+from .api import staff, views
 from .api.checkout import CheckoutSessionView
 from .sandbox.views import SandboxTokenView
 from .webhooks import receive_webhook
@@ -21,6 +21,8 @@ urlpatterns = [
     path("checkout/methods/", checkout_views.saved_methods_fragment, name="checkout-methods"),
     path("checkout/manage/", checkout_views.manage, name="checkout-manage"),
     path("api/", include("vault_wallets.api.urls")),
+    path("api/staff/imports/", staff.ImportJobListView.as_view(), name="staff-imports"),
+    path("api/staff/imports/<str:uid>/", staff.ImportJobDetailView.as_view(), name="staff-import"),
     path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
     path("webhooks/<str:account>/", receive_webhook, name="webhook"),
 ]

@@ -3,6 +3,8 @@ import secrets
 from django.conf import settings
 from django.db import models
 
+from vault_wallets.processors.money import to_major_string
+
 
 def new_order_uid() -> str:
     return f"ord_{secrets.token_urlsafe(12)}"
@@ -20,7 +22,7 @@ class Product(models.Model):
 
     @property
     def price(self) -> str:
-        return f"{self.price_cents / 100:.2f}"
+        return to_major_string(self.price_cents, self.currency)
 
 
 class Order(models.Model):
@@ -41,4 +43,4 @@ class Order(models.Model):
 
     @property
     def total(self) -> str:
-        return f"{self.total_cents / 100:.2f}"
+        return to_major_string(self.total_cents, self.currency)

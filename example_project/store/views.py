@@ -11,6 +11,7 @@ from django.views.decorators.http import require_POST
 
 from vault_wallets import services
 from vault_wallets.exceptions import ProcessorError, VaultError
+from vault_wallets.processors.money import to_major_string
 
 from .models import Order, Product
 
@@ -45,8 +46,9 @@ def add_to_cart(request, slug):
 def checkout(request):
     lines, total = _cart_lines(request)
     return render(request, "store/checkout.html", {
-        "lines": [(product, qty, f"{product.price_cents * qty / 100:.2f}") for product, qty in lines],
-        "total": f"{total / 100:.2f}", "has_items": bool(lines),
+        "lines": [(product, qty, to_major_string(product.price_cents * qty, product.currency))
+                  for product, qty in lines],
+        "total": to_major_string(total, "USD"), "has_items": bool(lines),
     })
 
 

@@ -50,6 +50,13 @@ def to_major_string(minor: int, currency: str) -> str:
     return format_major(to_major(minor, currency), currency)
 
 
+def format_amount(minor: int, currency: str) -> str:
+    """For people (admin, templates, emails): ``2250, "USD"`` → ``"22.50 USD"``; ``500, "JPY"`` → ``"500 JPY"``."""
+    if minor is None:
+        return "—"
+    return f"{to_major_string(int(minor), currency)} {(currency or '').upper()}".strip()
+
+
 def to_minor(value: Any, currency: str, *, rounding: str | None = None) -> int:
     """A decimal amount in major units (text or number) → integer minor units.
 
@@ -74,6 +81,7 @@ __all__ = [
     "THREE_DECIMAL_CURRENCIES",
     "ZERO_DECIMAL_CURRENCIES",
     "currency_exponent",
+    "format_amount",
     "format_major",
     "to_major",
     "to_major_string",

@@ -12,11 +12,13 @@ the processor call succeeded.
 from .addresses import create_address, delete_address, get_address, update_address
 from .charges import capture, charge, get_charge, refund, void
 from .customers import (
+    create_customer,
     ensure_processor_customer,
     get_or_create_customer,
     revoke_customer_tokens,
     update_customer,
 )
+from .erasure import erase_customer
 from .payment_methods import (
     add_payment_method,
     get_payment_method,
@@ -30,4 +32,5 @@ __all__ = [
     "add_payment_method", "get_payment_method", "set_default_payment_method", "update_payment_method",
     "remove_payment_method", "charge", "get_charge", "capture", "void", "refund",
     "create_address", "update_address", "delete_address", "get_address",
+    "create_customer", "erase_customer",
 ]

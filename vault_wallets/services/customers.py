@@ -85,3 +85,20 @@ def revoke_customer_tokens(customer: Customer) -> None:
     """Invalidate every customer token issued so far for ``customer``."""
     Customer.objects.filter(pk=customer.pk).update(token_version=F("token_version") + 1)
     customer.refresh_from_db(fields=["token_version"])
+
+
+def create_customer(account: str, reference_id: str, *, name: str = "", email: str = "", phone: str = "",
+                    user=None) -> Customer:
+    """A customer for ``account`` made by staff or an import (not from a logged-in shopper): the
+    processor customer first (processors create idempotently by ``reference_id``), then the row."""
+    from django.core.exceptions import ValidationError
+
+    if not conf.is_configured_account(account):
+        raise ValidationError({"account": f"{account!r} is not a configured account."})
+    customer = Customer(account=account, reference_id=reference_id, name=name, email=email, phone=phone, user=user)
+    customer.full_clean()
+    created = get_processor(account).create_customer(CustomerData(
+        reference_id=reference_id, name=name, email=email, phone=phone, currency="", metadata={}, address=None))
+    customer.processor_customer_id, customer.processor_customer_secret = created.id, created.secret
+    customer.save()
+    return customer

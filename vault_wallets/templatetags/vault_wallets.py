@@ -58,6 +58,17 @@ def vault_method_label(method: SavedPaymentMethod) -> str:
     return f"{(method.brand or 'Card').title()} •••• {method.last4}{expiry}"
 
 
+@register.filter
+def vault_money(minor, currency: str = "USD") -> str:
+    """``{{ charge.amount|vault_money:charge.currency }}`` → "22.50 USD", "500 JPY", "1.234 KWD"."""
+    from ..processors.money import format_amount
+
+    try:
+        return format_amount(int(minor), currency)
+    except (TypeError, ValueError):
+        return ""
+
+
 @register.simple_tag(takes_context=True)
 def vault_wallet_config(context, namespace: str = "vault_wallets", account: str | None = None) -> dict:
     """The endpoint URLs (and processor name) the checkout's JavaScript needs, for ``json_script``."""

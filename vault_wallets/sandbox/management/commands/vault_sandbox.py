@@ -23,7 +23,6 @@ from vault_wallets.processors import get_processor
 from vault_wallets.processors.sandbox import SandboxProcessor
 
 
-
 def webhook_url(account: str, url: str | None, site: str | None) -> str:
     """``url`` as given, or the running site's base URL joined with the account's webhook path."""
     if url:

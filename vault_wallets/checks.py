@@ -64,7 +64,7 @@ def _check_account(name: str, config) -> list[checks.CheckMessage]:
     options = {} if options is None else options
     if not isinstance(options, dict):
         return [checks.Error(f"Account {name!r}: OPTIONS must be a dict.", id="vault_wallets.E013")]
-    errors = []
+    errors: list[checks.CheckMessage] = []
     try:
         problems = klass(name, options).check_options()
     except (ImproperlyConfigured, TypeError, ValueError) as exc:

@@ -4,8 +4,8 @@ Supported pairs are those Django itself supports: 5.2 LTS on Python 3.10–3.13,
 Python 3.12–3.13.  Every pair runs on SQLite:
 
 * the newest pair (Python 3.13 × Django 6.1) runs the **whole** suite except the Chromium test
-  (``tests/test_browser.py``, run by ``make test``) and the real-worker tests (which need Redis;
-  they run in ``.ci/run``'s PostgreSQL + Redis step);
+  (``tests/test_browser.py``, run by ``make test``) and the install test (``make test-install``);
+  the real-worker tests skip on SQLite (they run in ``.ci/run``'s PostgreSQL + Redis step);
 * every other pair runs ``SUBSET``: the Django-facing layers (system checks, shopper API,
   customer tokens, webhooks, admin, services, sandbox).  Processor wire formats do not depend on
   Django and run once, on the newest pair.

@@ -117,3 +117,36 @@ def test_w020_only_when_an_account_receives_webhooks(settings):
 
 def test_w020_not_raised_by_the_test_settings():
     assert check_celery() == []  # tests.celery_app: eager
+
+
+# -- the documented multi-account URLconf ---------------------------------------------------------
+def _documented_url_lines(text: str) -> list[str]:
+    """The several-accounts example: the line mounting another account and the line before it."""
+    lines = [line.split("#")[0].strip().rstrip(",") for line in text.splitlines()
+             if line.strip().startswith('path("wallet')]
+    other = next(i for i, line in enumerate(lines) if "vault_account" in line)
+    return lines[other - 1:other + 1]
+
+
+@pytest.mark.parametrize("source", ["vault_wallets/urls.py", "README.md", "docs/settings.md"])
+def test_documented_multi_account_urls_pass_django_url_checks(source, settings, monkeypatch):
+    """The several-accounts example, as written, gives no urls.W005 (namespace isn't unique)."""
+    import sys
+    import types
+    from pathlib import Path
+
+    from django.core.checks.urls import check_url_config, check_url_namespaces_unique
+    from django.urls import clear_url_caches, include, path, reverse
+
+    lines = _documented_url_lines((Path(__file__).parent.parent / source).read_text(encoding="utf-8"))
+    assert len(lines) == 2, lines
+    module = types.ModuleType("documented_urls")
+    module.urlpatterns = [eval(line, {"path": path, "include": include}) for line in lines]
+    monkeypatch.setitem(sys.modules, "documented_urls", module)
+    settings.ROOT_URLCONF = "documented_urls"
+    clear_url_caches()
+    try:
+        assert check_url_namespaces_unique(None) == [] and check_url_config(None) == []
+        assert reverse("vault_wallets:webhook", kwargs={"account": "default"}) == "/wallet/webhooks/default/"
+    finally:
+        clear_url_caches()

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test test-postgres lint docs bench mutation clean
+.PHONY: install demo test test-postgres lint docs bench mutation clean typecheck matrix test-install dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,21 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check vault_wallets tests example_project bench
+	$(BIN)/ruff check vault_wallets tests example_project bench noxfile.py
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Every supported Python × Django pair (noxfile.py; pyenv's Pythons).
+matrix: $(STAMP)
+	$(BIN)/nox -s tests $(NOX_ARGS)
+
+## Build the sdist and wheel, check their contents, follow the README's install section in a new project.
+test-install: $(STAMP)
+	VAULT_INSTALL_TESTS=1 $(BIN)/python -m pytest -p no:cacheprovider tests/test_readme_install.py $(PYTEST_ARGS)
+
+dist: $(STAMP)
+	rm -rf dist && $(BIN)/python -m build --outdir dist .
 
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
@@ -42,4 +56,4 @@ mutation: $(STAMP)
 	$(BIN)/python tests/mutation/run.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) site .pytest_cache mutants example_project/db.sqlite3
+	rm -rf $(VENV) site .pytest_cache .nox dist build mutants example_project/db.sqlite3

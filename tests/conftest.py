@@ -74,3 +74,19 @@ def customer(user):
     from vault_wallets import services
 
     return services.get_or_create_customer(user)
+
+
+def pytest_configure(config):
+    """``VAULT_DEPRECATIONS_AS_ERRORS=1`` (set by the nox matrix): every Django deprecation fails
+    the test that triggers it, so the code keeps working on the next Django release."""
+    import os
+
+    if os.environ.get("VAULT_DEPRECATIONS_AS_ERRORS") != "1":
+        return
+    try:
+        from django.utils import deprecation
+    except ImportError:
+        return
+    for name in dir(deprecation):
+        if name.startswith("RemovedIn"):
+            config.addinivalue_line("filterwarnings", f"error::django.utils.deprecation.{name}")

@@ -64,7 +64,7 @@ def _check_account(name: str, config) -> list[checks.CheckMessage]:
     options = {} if options is None else options
     if not isinstance(options, dict):
         return [checks.Error(f"Account {name!r}: OPTIONS must be a dict.", id="vault_wallets.E013")]
-    errors = []
+    errors: list[checks.CheckMessage] = []
     try:
         problems = klass(name, options).check_options()
     except (ImproperlyConfigured, TypeError, ValueError) as exc:
@@ -75,3 +75,43 @@ def _check_account(name: str, config) -> list[checks.CheckMessage]:
         errors.append(checks.Error(f"Account {name!r} uses the sandbox processor but 'vault_wallets.sandbox' is "
                                    "not in INSTALLED_APPS.", id="vault_wallets.E015"))
     return errors
+
+
+@checks.register("vault_wallets")
+def check_celery(app_configs=None, celery_app=None, **kwargs):
+    """W020: accounts receive webhooks but Celery has neither a broker nor eager mode.
+
+    Without either, ``shared_task`` publishes to Celery's default AMQP broker on localhost: the
+    webhook answers 200 and the event stays ``received`` for ever.  ``celery_app`` is for tests;
+    the check looks at the app the tasks would be sent with (``celery.current_app``).
+    """
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    accounts = raw.get("ACCOUNTS") if isinstance(raw, dict) else None
+    if not isinstance(accounts, dict) or not any(_receives_webhooks(c) for c in accounts.values()):
+        return []
+    if celery_app is None:
+        from celery import current_app as celery_app
+    config = celery_app.conf
+    broker = config.broker_write_url or config.broker_url or ""
+    if config.task_always_eager or (broker and not str(broker).startswith("memory://")):
+        return []
+    return [checks.Warning(
+        "Webhook events are processed by Celery tasks, but Celery has no broker (CELERY_BROKER_URL) and "
+        "is not in eager mode (CELERY_TASK_ALWAYS_EAGER): webhooks would be answered and never processed.",
+        hint="Create your project's Celery app (celery.py, loaded from your project's __init__.py) with "
+             "config_from_object('django.conf:settings', namespace='CELERY'), set CELERY_BROKER_URL and run a "
+             "worker and beat; or set CELERY_TASK_ALWAYS_EAGER = True to process in the request (development).",
+        id="vault_wallets.W020")]
+
+
+def _receives_webhooks(config) -> bool:
+    from .processors.base import BaseProcessor
+
+    if not isinstance(config, dict) or not config.get("PROCESSOR"):
+        return False
+    try:
+        klass = import_string(config["PROCESSOR"])
+    except ImportError:
+        return False  # E011 reports it
+    return isinstance(klass, type) and issubclass(klass, BaseProcessor) and \
+        klass.verify_webhook is not BaseProcessor.verify_webhook

@@ -29,7 +29,7 @@ class VaultError(Exception):
     status = 400
 
     def __init__(self, message: str = ""):
-        self.message = message or self.__class__.__doc__.strip().splitlines()[0]
+        self.message = message or (self.__class__.__doc__ or type(self).__name__).strip().splitlines()[0]
         super().__init__(self.message)
 
 

@@ -56,8 +56,8 @@ class Customer(models.Model):
         return f"<Customer {self.uid} account={self.account!r}>"
 
     @classmethod
-    def from_db(cls, db, field_names, values):
-        instance = super().from_db(db, field_names, values)
+    def from_db(cls, db, field_names, values, *args, **kwargs):  # Django 6.1 adds fetch_mode=
+        instance = super().from_db(db, field_names, values, *args, **kwargs)
         instance._loaded_currency = instance.__dict__.get("currency")
         return instance
 

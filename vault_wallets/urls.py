@@ -1,8 +1,13 @@
 """Mount with ``path("wallet/", include("vault_wallets.urls"))``.
 
-A shop with several accounts mounts one set per account::
+A shop with several accounts mounts one set per account, each with its own namespace (the
+default account keeps ``vault_wallets``; without a namespace Django warns ``urls.W005``)::
 
-    path("wallet/eu/", include("vault_wallets.urls"), {"vault_account": "eu"}),
+    path("wallet/", include("vault_wallets.urls")),
+    path("wallet/eu/", include("vault_wallets.urls", namespace="wallet_eu"), {"vault_account": "eu"}),
+
+The template tag ``{% vault_wallet_config namespace="wallet_eu" account="eu" %}`` then gives
+that account's URLs.
 """
 
 from django.urls import include, path

@@ -42,7 +42,7 @@ class PaymentMethodListSerializer(serializers.Serializer):
 
 class PaymentMethodCreateSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=512, help_text="The temporary token from the processor's tokenizer.")
-    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")  # type: ignore[assignment]  # noqa: E501  (a field named like Field.label)
     make_default = serializers.BooleanField(required=False, default=False)
 
 
@@ -58,7 +58,7 @@ class StrictSerializer(serializers.Serializer):
 
 
 class PaymentMethodUpdateSerializer(StrictSerializer):
-    label = serializers.CharField(max_length=100, allow_blank=True)
+    label = serializers.CharField(max_length=100, allow_blank=True)  # type: ignore[assignment]
 
 
 class DefaultPaymentMethodSerializer(serializers.Serializer):

@@ -116,7 +116,7 @@ class ProcessorError(Exception):
 
     def __init__(self, message: str = "", *, code: str | None = None, http_status: int | None = None,
                  processor: str | None = None):
-        self.message = message or self.__class__.__doc__.strip().splitlines()[0]
+        self.message = message or (self.__class__.__doc__ or type(self).__name__).strip().splitlines()[0]
         self.code = code or self.default_code
         self.http_status = http_status
         self.processor = processor

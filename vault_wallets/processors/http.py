@@ -313,7 +313,7 @@ class ProcessorHTTPClient:
                 message, code = "", ""
         message = redact(message or f"{self.processor} answered HTTP {response.status_code}", self._secrets())
         status = response.status_code
-        kwargs = {"code": code or None, "http_status": status, "processor": self.processor}
+        kwargs: dict[str, Any] = {"code": code or None, "http_status": status, "processor": self.processor}
         if status >= 500:
             return ProcessorUnavailable(message, **kwargs)
         if status in (401, 403):

@@ -143,7 +143,7 @@ def _idempotent(account: str, key: str, operation: str, params: dict, run) -> di
 def _customer_dict(c: SandboxCustomer) -> dict:
     return {
         "id": c.sid, "reference_id": c.reference_id, "name": c.name, "email": c.email, "phone": c.phone,
-        "currency": c.currency, "default_method": c.default_method.sid if c.default_method_id else "",
+        "currency": c.currency, "default_method": c.default_method.sid if c.default_method is not None else "",
     }
 
 
@@ -347,7 +347,7 @@ def charge(account: str, customer_id: str, method_id: str | None, amount: int, c
             customer = _get_customer(account, customer_id, lock=True)
             if method_id:
                 method = _get_method(account, customer_id, method_id)
-            elif customer.default_method_id:
+            elif customer.default_method is not None:
                 method = customer.default_method
             else:
                 raise _invalid("no_default_payment_method", "The customer has no default payment method.")

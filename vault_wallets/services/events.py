@@ -18,6 +18,7 @@ import random
 import traceback
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
@@ -194,9 +195,9 @@ def _after_commit(outcome: _Outcome) -> None:
     from ..tasks import enqueue_refresh_chunk
 
     for vault in outcome.signals:
-        transaction.on_commit(lambda vault=vault: vault_event.send(sender=WebhookEvent, event=vault))
+        transaction.on_commit(partial(vault_event.send, sender=WebhookEvent, event=vault))
     for chunk in outcome.chunks:
-        transaction.on_commit(lambda chunk=chunk, pk=outcome.webhook_pk: enqueue_refresh_chunk(pk, chunk))
+        transaction.on_commit(partial(enqueue_refresh_chunk, outcome.webhook_pk, chunk))
 
 
 def _handle(event: WebhookEvent) -> _Outcome:

@@ -1,6 +1,7 @@
 """Process stored webhook events by hand, in this process (no broker needed).
 
-    manage.py vault_process_events                 # events due now (received/processing, retryable failures)
+    manage.py vault_process_events                 # due events: received/processing for longer than
+                                                   # WEBHOOK_STALE_SECONDS, retryable failures past their backoff
     manage.py vault_process_events --failed        # also every failed event, even past the attempt limit
     manage.py vault_process_events --ids evt_… evt_…   # these events, whatever their status
     manage.py vault_process_events --since 2026-11-01T00:00

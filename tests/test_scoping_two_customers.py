@@ -9,7 +9,6 @@ They pin the mutation-testing survivors listed in issue 13 for ``services/charge
 from __future__ import annotations
 
 import pytest
-
 from django.db import transaction
 
 from vault_wallets import services

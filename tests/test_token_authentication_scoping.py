@@ -40,7 +40,8 @@ def test_each_token_lists_its_own_methods(two, card_token):
     for customer in two:
         services.add_payment_method(customer, card_token())
     for customer in two:
-        ids = {m["id"] for m in bearer(tokens.issue(customer).token).get("/wallet/api/payment-methods/").json()["results"]}
+        listed = bearer(tokens.issue(customer).token).get("/wallet/api/payment-methods/").json()["results"]
+        ids = {m["id"] for m in listed}
         assert ids == set(customer.payment_methods.values_list("uid", flat=True))
     assert not set(first.payment_methods.values_list("uid", flat=True)) & set(
         second.payment_methods.values_list("uid", flat=True))

@@ -22,9 +22,13 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections import defaultdict
 from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 MUTMUT = [sys.executable, "-m", "mutmut"]

@@ -8,7 +8,7 @@ urlpatterns = [
     path("cart/add/<slug:slug>/", views.add_to_cart, name="add-to-cart"),
     path("checkout/", views.checkout, name="checkout"),
     path("checkout/pay/", views.pay, name="pay"),
-    path("orders/<str:uid>/", views.order_detail, name="order"),
+    path("orders/<slug:uid>/", views.order_detail, name="order"),  # slug: a NUL or a 10 kB id is a 404
     path("accounts/login/", auth_views.LoginView.as_view(template_name="store/login.html"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

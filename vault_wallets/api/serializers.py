@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
 from ..models import Address, Customer, SavedPaymentMethod
@@ -46,6 +48,9 @@ class PaymentMethodCreateSerializer(serializers.Serializer):
     make_default = serializers.BooleanField(required=False, default=False)
 
 
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+
 class StrictSerializer(serializers.Serializer):
     """Rejects fields it does not know, so a PATCH cannot silently ignore a change."""
 
@@ -53,7 +58,11 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - {n for n, f in self.fields.items() if not f.read_only})
             if unknown:
-                raise serializers.ValidationError({k: ["This field cannot be changed."] for k in unknown})
+                # Only field-name-shaped keys are named back; anything else is never echoed.
+                named = {k: ["This field cannot be changed."] for k in unknown if _FIELD_NAME.fullmatch(k)}
+                if len(named) < len(unknown):
+                    named["non_field_errors"] = ["The body holds keys that are not field names."]
+                raise serializers.ValidationError(named)
         return super().to_internal_value(data)
 
 

@@ -12,7 +12,6 @@ from drf_spectacular.utils import OpenApiResponse
 from drf_spectacular.utils import extend_schema as _extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -24,6 +23,7 @@ from ..processors import get_processor
 from . import serializers as s
 from .authentication import CustomerTokenAuth, CustomerTokenAuthentication
 from .errors import exception_handler
+from .parsers import SafeJSONParser
 from .permissions import IsShopper
 
 
@@ -49,11 +49,18 @@ class VaultAPIView(APIView):
     authentication_classes = [CustomerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsShopper]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     schema = AutoSchema()
 
     def get_exception_handler(self):
         return exception_handler
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A shopper's wallet is private: no shared or browser cache may keep any answer.
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
 
     def get_account(self) -> str:
         account = self.kwargs.get("vault_account") or conf.default_account()

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from django.http import Http404
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import conf
 from ..api.errors import error_response, exception_handler
+from ..api.parsers import SafeJSONParser
 from ..processors import get_processor
 from ..processors.sandbox import SandboxProcessor
 
@@ -40,7 +40,7 @@ class SandboxTokenView(APIView):
     authentication_classes = []  # a processor's public tokenizer: no shop session, no CSRF
     permission_classes = []
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     schema = None
 
     def get_exception_handler(self):

@@ -13,6 +13,7 @@ from django.db import transaction
 
 from .. import ids
 from ..exceptions import PaymentMethodNotChargeable, PaymentMethodNotFound
+from ..ids import is_public_id
 from ..models import Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
@@ -29,6 +30,8 @@ def _locked_customer(customer: Customer) -> Customer:
 def get_payment_method(customer: Customer, method) -> SavedPaymentMethod:
     """``method`` (a uid or an instance) if it belongs to ``customer`` and is not removed."""
     uid = method.uid if isinstance(method, SavedPaymentMethod) else method
+    if not is_public_id(uid):
+        raise PaymentMethodNotFound()
     found = SavedPaymentMethod.objects.visible().filter(customer=customer, uid=uid).first()
     if found is None:
         raise PaymentMethodNotFound()

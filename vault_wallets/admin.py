@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import Count
+from django.utils.html import format_html
 
 from . import services
 from .exceptions import VaultError
@@ -159,11 +160,24 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ("uid", "account", "processor", "event_type", "status", "attempts", "received_at", "processed_at")
     list_filter = ("status", "account", "processor", "event_type")
     search_fields = ("uid", "event_id", "event_type")
-    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+    # body and headers are encrypted and may name processor tokens: staff see the processor
+    # module's redacted view instead.
+    exclude = ("body", "headers")
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name not in ("body", "headers")] + [
+        "redacted_body", "stored_headers"]
     actions = ["reprocess"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="body (tokens redacted)")
+    def redacted_body(self, obj):
+        return format_html("<pre style=\"white-space: pre-wrap\">{}</pre>", events.redacted_body(obj))
+
+    @admin.display(description="headers (signatures never stored)")
+    def stored_headers(self, obj):
+        headers = obj.headers if isinstance(obj.headers, dict) else {}
+        return format_html("<pre>{}</pre>", "\n".join(f"{k}: {v}" for k, v in sorted(headers.items())))
 
     @admin.action(description="Reprocess selected events", permissions=["change"])
     def reprocess(self, request, queryset):

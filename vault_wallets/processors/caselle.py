@@ -377,6 +377,9 @@ class CaselleProcessor(BaseProcessor):
     supports_addresses = False
     required_options = ("CLIENT_ID", "CLIENT_SECRET", "PAYMENT_ACCOUNT_UID", "AUTH_URL")
     secret_options = ("CLIENT_SECRET", "WEBHOOK_SECRET")
+    #: Saved-method uids are what we charge with; ``_SECRET_KEYS`` are tokens and account numbers.
+    webhook_token_fields = ("saved_payment_method_ids", "saved_payment_method_id", "saved_payment_method_uid",
+                            *_SECRET_KEYS)
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)

@@ -74,3 +74,19 @@ def customer(user):
     from vault_wallets import services
 
     return services.get_or_create_customer(user)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """Throttle counts live in the Django cache (per process): every test starts from zero."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            from django.core.cache import caches
+
+            for alias in settings.CACHES:
+                caches[alias].clear()
+    except ImportError:
+        pass
+    yield

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 from fernet_fields import EncryptedTextField
 
-from . import ids
+from . import ids, validators
 from .fields import EncryptedJSONField
 from .processors import base as p
 
@@ -114,6 +114,24 @@ class Address(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label or self.line1}, {self.city} ({self.uid})"
+
+    TEXT_FIELDS = ("label", "name", "line1", "line2", "city", "state", "postal_code")
+
+    def clean(self):
+        """Printable text only (no control, bidi or zero-width characters); an ISO 3166-1 country."""
+        super().clean()
+        errors = {}
+        for name in self.TEXT_FIELDS:
+            try:
+                setattr(self, name, validators.clean_text(getattr(self, name) or ""))
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        try:
+            self.country = validators.clean_country(self.country or "")
+        except ValidationError as exc:
+            errors["country"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
     def as_data(self) -> p.AddressData:
         return p.AddressData(

@@ -6,8 +6,11 @@ import re
 
 from rest_framework import serializers
 
+from .. import validators
 from ..models import Address, Customer, SavedPaymentMethod
 from ..processors import base as p
+
+PRINTABLE = [validators.validate_printable]
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -44,7 +47,7 @@ class PaymentMethodListSerializer(serializers.Serializer):
 
 class PaymentMethodCreateSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=512, help_text="The temporary token from the processor's tokenizer.")
-    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="", validators=PRINTABLE)
     make_default = serializers.BooleanField(required=False, default=False)
 
 
@@ -67,7 +70,7 @@ class StrictSerializer(serializers.Serializer):
 
 
 class PaymentMethodUpdateSerializer(StrictSerializer):
-    label = serializers.CharField(max_length=100, allow_blank=True)
+    label = serializers.CharField(max_length=100, allow_blank=True, validators=PRINTABLE)
 
 
 class DefaultPaymentMethodSerializer(serializers.Serializer):
@@ -83,12 +86,10 @@ class AddressSerializer(serializers.ModelSerializer):
         fields = ["id", "label", "name", "line1", "line2", "city", "state", "postal_code", "country",
                   "is_default", "make_default", "created_at"]
         read_only_fields = ["id", "is_default", "created_at"]
+        extra_kwargs = {name: {"validators": PRINTABLE} for name in Address.TEXT_FIELDS}
 
     def validate_country(self, value: str) -> str:
-        value = (value or "").upper()
-        if not (len(value) == 2 and value.isalpha()):
-            raise serializers.ValidationError("Use a two-letter ISO 3166-1 country code.")
-        return value
+        return validators.clean_country(value or "")
 
 
 class AddressUpdateSerializer(StrictSerializer, AddressSerializer):

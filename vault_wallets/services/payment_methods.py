@@ -18,6 +18,7 @@ from ..models import Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
 from ..signals import payment_method_added, payment_method_removed
+from ..validators import clean_text
 from .customers import ensure_processor_customer
 
 logger = logging.getLogger("vault_wallets.services")
@@ -72,6 +73,7 @@ def add_payment_method(customer: Customer, temporary_token: str, label: str | No
     token), ``VerificationFailedError`` or another ``ProcessorError``; nothing is written
     locally then.
     """
+    label = clean_text(label or "")
     customer = ensure_processor_customer(customer)
     processor = get_processor(customer.account)
     has_default = SavedPaymentMethod.objects.chargeable().filter(customer=customer, is_default=True).exists()
@@ -134,7 +136,7 @@ def set_default_payment_method(customer: Customer, method) -> SavedPaymentMethod
 
 def update_payment_method(customer: Customer, method, *, label: str) -> SavedPaymentMethod:
     method = get_payment_method(customer, method)
-    method.label = (label or "")[:100]
+    method.label = clean_text(label or "")[:100]
     method.save(update_fields=["label", "updated_at"])
     return method
 

@@ -112,6 +112,9 @@ def add_payment_method(customer: Customer, temporary_token: str, label: str | No
 
 
 def _discard_duplicate(customer: Customer, processor, vaulted: p.VaultedMethod, kept: SavedPaymentMethod) -> None:
+    same_id = bool(vaulted.method_id) and vaulted.method_id == kept.processor_ref.method_id
+    if vaulted.token == kept.processor_token or same_id:
+        return  # the processor matched the card to the kept method (PaySimple's match-or-create): keep it
     try:
         processor.delete_payment_method(customer.processor_ref, vaulted.ref)
         if kept.is_default:

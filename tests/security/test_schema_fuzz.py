@@ -24,9 +24,19 @@ CHECKS = [oas.status_code_conformance, oas.content_type_conformance, oas.respons
 
 @pytest.fixture
 def api_schema(db):
+    from django.core import signals
     from django.core.wsgi import get_wsgi_application
+    from django.db import close_old_connections
 
-    return schemathesis.openapi.from_wsgi("/wallet/api/schema/?format=json", get_wsgi_application())
+    # As Django's test client does: the real WSGI handler must not close the test's connection
+    # (and with it the test transaction) when a request finishes.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/wallet/api/schema/?format=json", get_wsgi_application())
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -149,10 +149,42 @@ def example_shop(tmp_path_factory):
            "DEBUG": "0", "PYTHONPATH": f"{root / 'example_project'}{os.pathsep}{root}"}
     for name in ("DATABASE_URL", "CELERY_BROKER_URL", "VAULT_FAKE"):
         env.pop(name, None)
-    out = subprocess.run([sys.executable, str(Path(__file__).with_name("example_probe.py"))], env=env,
-                         cwd=root / "example_project", capture_output=True, text=True, timeout=120)
+    scratch = _scratch_postgres()  # on the PostgreSQL pass the shop runs on PostgreSQL too (NUL bytes!)
+    if scratch:
+        env["DATABASE_URL"] = scratch[0]
+    try:
+        out = subprocess.run([sys.executable, str(Path(__file__).with_name("example_probe.py"))], env=env,
+                             cwd=root / "example_project", capture_output=True, text=True, timeout=180)
+    finally:
+        if scratch:
+            scratch[1]()
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _scratch_postgres():
+    """``(url, drop)`` of a fresh PostgreSQL database beside the test database, or None on SQLite."""
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres"):
+        return None
+    import dj_database_url
+    import psycopg2
+
+    config = dj_database_url.parse(url)
+    name = f"{os.environ.get('TEST_DATABASE_NAME', 'test_vault_wallets')}_example"
+    admin = psycopg2.connect(dbname=config["NAME"], user=config["USER"], password=config["PASSWORD"],
+                             host=config["HOST"], port=config["PORT"] or 5432)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cursor.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.close()
+
+    return url.rsplit("/", 1)[0] + "/" + name, drop
 
 
 @pytest.mark.parametrize("probe", ["order_nul", "order_long"])

@@ -141,6 +141,15 @@ def test_deliveries_are_encrypted_logged_and_shown_without_tokens(api, vault, us
     method.refresh_from_db()
     event.refresh_from_db()
     assert (method.exp_month, method.exp_year) == (3, 2036) and event.attempts == 2
+    # The admin's "Reprocess" action too.
+    SavedPaymentMethod.objects.filter(pk=method.pk).update(exp_month=1, exp_year=2030)
+    with django_capture_on_commit_callbacks(execute=True):
+        done = admin_client.post("/admin/vault_wallets/webhookevent/",
+                                 {"action": "reprocess", "_selected_action": [event.pk]}, follow=True)
+    assert done.status_code == 200
+    method.refresh_from_db()
+    event.refresh_from_db()
+    assert (method.exp_month, method.exp_year) == (3, 2036) and event.attempts == 3, (event.status, event.last_error)
 
 
 def test_each_processor_names_its_token_fields():

@@ -457,23 +457,6 @@ def redact_keys(value: Any, keys: Iterable[str] = ()) -> Any:
     return walk(value)
 
 
-def redact_values(value: Any, secrets: Iterable[str]) -> Any:
-    """A copy of a parsed JSON value with every string that is, or contains, one of ``secrets``
-    replaced by ``REDACTED`` (for ids that sit under generic keys such as ``id`` or ``href``)."""
-    secrets = [s for s in secrets if s]
-
-    def walk(item: Any) -> Any:
-        if isinstance(item, Mapping):
-            return {key: walk(inner) for key, inner in item.items()}
-        if isinstance(item, list):
-            return [walk(inner) for inner in item]
-        if isinstance(item, str) and any(secret in item for secret in secrets):
-            return REDACTED
-        return item
-
-    return walk(value)
-
-
 # --------------------------------------------------------------------------------------
 # The interface
 # --------------------------------------------------------------------------------------
@@ -597,7 +580,7 @@ class BaseProcessor:
 
         Runs in the admin, so it never calls the processor.  The default withholds the values
         of ``webhook_token_fields`` and of keys that name a token, secret or card number;
-        override it for tokens that sit under generic keys (see ``redact_values``).
+        override it when a token can only be recognised by its value.
         """
         return redact_keys(payload, self.webhook_token_fields)
 

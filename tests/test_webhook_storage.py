@@ -241,3 +241,52 @@ def test_migration_encrypts_existing_deliveries():
     assert event.event_id_hash == WebhookEvent.hash_event_id("evt_old")
     assert "sbxpm_before" not in _raw_webhook_rows()
     assert "sbxpm_before" not in events.redacted_body(event)
+
+
+# -- property: a token under any of a processor's token fields never reaches the staff view ----------
+
+_PROCESSOR_CLASSES = [
+    "vault_wallets.processors.sandbox.SandboxProcessor", "vault_wallets.processors.paysimple.PaySimpleProcessor",
+    "vault_wallets.processors.processout.ProcessOutProcessor",
+    "vault_wallets.processors.cybersource.CyberSourceProcessor", "vault_wallets.processors.exact.ExactProcessor",
+    "vault_wallets.processors.caselle.CaselleProcessor",
+]
+
+
+def _redaction_property(path: str):
+    from django.utils.module_loading import import_string
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    token = "tok_PROPERTY_secret_0123456789"
+    klass = import_string(path)
+    processor = klass.__new__(klass)  # no options needed: redaction never calls the processor
+    fields = [*klass.webhook_token_fields, "card_token", "secret", "cardNumber"]
+    leaves = st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    trees = st.recursive(leaves, lambda inner: st.lists(inner, max_size=3)
+                         | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=12)
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(tree=trees, where=st.lists(st.integers(min_value=0, max_value=5), max_size=4),
+           field=st.sampled_from(fields), as_list=st.booleans())
+    def check(tree, where, field, as_list):
+        planted = {field: [token] if as_list else token}
+        payload = {"outer": tree}
+        node = payload
+        for step in where:  # walk down into the random tree, then plant the token there
+            children = [v for v in (node.values() if isinstance(node, dict) else node) if isinstance(v, (dict, list))]
+            if not children:
+                break
+            node = children[step % len(children)]
+        if isinstance(node, dict):
+            node.update(planted)
+        else:
+            node.append(planted)
+        assert token not in json.dumps(processor.redact_webhook_payload(payload)), (path, field)
+
+    return check
+
+
+@pytest.mark.parametrize("path", _PROCESSOR_CLASSES)
+def test_token_fields_are_redacted_at_any_depth(path):
+    _redaction_property(path)()

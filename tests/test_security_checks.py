@@ -77,3 +77,18 @@ def test_sandbox_with_debug_off_is_a_deploy_warning(settings):
     settings.VAULT_WALLETS = {"ACCOUNTS": {"default": {"PROCESSOR": "tests.processors_fixture.NotSandbox",
                                                        "OPTIONS": {"API_KEY": "k"}}}}
     assert check_deploy() == []
+
+
+@pytest.mark.parametrize("value, expected", [
+    ({"THROTTLE_RATES": {"add_payment_method_customer": "5/hour", "sandbox_tokenize_ip": None}}, set()),
+    ({"THROTTLE_RATES": {"add_payment_method_customr": "5/hour"}}, {"vault_wallets.E017"}),
+    ({"THROTTLE_RATES": {"customer_token_ip": "lots"}}, {"vault_wallets.E017"}),
+    ({"THROTTLE_RATES": {"customer_token_ip": "0/minute"}}, {"vault_wallets.E017"}),
+    ({"THROTTLE_RATES": ["5/hour"]}, {"vault_wallets.E017"}),
+    ({"THROTTLE_CACHE": "nowhere"}, {"vault_wallets.E018"}),
+])
+def test_throttle_settings(settings, value, expected):
+    from vault_wallets.checks import check_throttles
+
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, **value}
+    assert ids(check_throttles()) == expected

@@ -104,6 +104,39 @@ def check_secrets(app_configs=None, **kwargs):
     return errors
 
 
+@checks.register("vault_wallets")
+def check_throttles(app_configs=None, **kwargs):
+    """``THROTTLE_RATES`` scopes and rates, and the cache they count in."""
+    raw = getattr(settings, conf.SETTINGS_NAME, None)
+    if not isinstance(raw, dict):
+        return []
+    errors: list[checks.CheckMessage] = []
+    rates = raw.get("THROTTLE_RATES", {})
+    if not isinstance(rates, dict):
+        rates = {}
+        errors.append(checks.Error("THROTTLE_RATES must be a dict of scope → rate.", id="vault_wallets.E017"))
+    for scope, rate in rates.items():
+        if scope not in conf.THROTTLE_RATES_DEFAULTS:
+            errors.append(checks.Error(f"THROTTLE_RATES names an unknown scope {scope!r}.",
+                                       hint=f"Scopes: {', '.join(sorted(conf.THROTTLE_RATES_DEFAULTS))}.",
+                                       id="vault_wallets.E017"))
+        elif rate is not None and not _valid_rate(rate):
+            errors.append(checks.Error(f"THROTTLE_RATES[{scope!r}] = {rate!r} is not a rate.",
+                                       hint='Use "<count>/<second|minute|hour|day>", or None to switch it off.',
+                                       id="vault_wallets.E017"))
+    cache = raw.get("THROTTLE_CACHE", conf.DEFAULTS["THROTTLE_CACHE"])
+    if cache not in getattr(settings, "CACHES", {"default": {}}):
+        errors.append(checks.Error(f"THROTTLE_CACHE {cache!r} is not one of CACHES.", id="vault_wallets.E018"))
+    return errors
+
+
+def _valid_rate(rate) -> bool:
+    if not isinstance(rate, str) or rate.count("/") != 1:
+        return False
+    count, period = rate.split("/")
+    return count.isdigit() and int(count) > 0 and period[:1] in ("s", "m", "h", "d")
+
+
 @checks.register("vault_wallets", checks.Tags.security, deploy=True)
 def check_deploy(app_configs=None, **kwargs):
     """``manage.py check --deploy``: nothing a test or a demo may do should reach production."""

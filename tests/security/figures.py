@@ -38,9 +38,11 @@ def render(figures: dict, database: str) -> str:
     lines.append(f"| **all** | **{total['attempts']}** | **{total['refused']}** | **{total['leaks']}** | "
                  f"**{total['5xx']}** |")
     lines += ["", "\"Refused\" is a 4xx — or, for the secret scan and replays, a surface searched clean / a "
-              "duplicate stored once; the control rows (valid deliveries, A acting on A's own wallet) are "
-              "expected to succeed. Secret-scan attempts are the items searched (log records, answers, "
-              "pages, database cells)."]
+              "duplicate stored once. Expected to succeed: the control rows (valid deliveries, A acting on "
+              "A's own wallet), the first of each set of replays, chunked deliveries under a de-chunking "
+              "server (the other half get 411), generated webhook payloads whose id and type are clean, and "
+              "schemathesis requests that are valid. Secret-scan attempts are the items searched (log "
+              "records, answers, pages, database cells)."]
     return "\n".join(lines)
 
 

@@ -17,7 +17,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 ## Run the example shop on SQLite with the sandbox processor (no servers needed).
+## Secrets are generated on first run into example_project/local_secrets.json (untracked); DEBUG=1 to debug.
 demo: $(STAMP)
+	cd example_project && ../$(BIN)/python -m shop.local_secrets
 	cd example_project && ../$(BIN)/python manage.py migrate --noinput
 	cd example_project && ../$(BIN)/python manage.py create_demo_data
 	@echo "Shop: http://$(HOST):$(PORT)/  shopper / shopper-demo-pass  (admin: staff / staff-demo-pass)"
@@ -56,4 +58,4 @@ mutation: $(STAMP)
 	$(BIN)/python tests/mutation/run.py $(MUTATION_ARGS)
 
 clean:
-	rm -rf $(VENV) site .pytest_cache .nox dist build mutants example_project/db.sqlite3
+	rm -rf $(VENV) site .pytest_cache .nox dist build mutants example_project/db.sqlite3 example_project/local_secrets.json

@@ -90,3 +90,19 @@ def pytest_configure(config):
     for name in dir(deprecation):
         if name.startswith("RemovedIn"):
             config.addinivalue_line("filterwarnings", f"error::django.utils.deprecation.{name}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle_counts():
+    """Throttle counts live in the Django cache (per process): every test starts from zero."""
+    try:
+        from django.conf import settings
+
+        if settings.configured:
+            from django.core.cache import caches
+
+            for alias in settings.CACHES:
+                caches[alias].clear()
+    except ImportError:
+        pass
+    yield

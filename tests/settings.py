@@ -4,7 +4,8 @@ import os
 
 import dj_database_url
 
-SECRET_KEY = "test-secret-key-not-for-production"
+# Random, for this test suite only (the vault_wallets.W002 check refuses published example keys).
+SECRET_KEY = "tests-only-nNH6sMakzmzUoLD2w3cy1eUq3I37_0XrAz5d7xW8V4uDTGuiFuwVSA"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html
 
 from . import conf, services
 from .admin_filters import AccountFilter, ErasedFilter, ExpiresWithinFilter
@@ -538,11 +539,24 @@ class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ("uid", "account", "processor", "event_type", "status", "attempts", "received_at", "processed_at")
     list_filter = ("status", "account", "processor", "event_type")
     search_fields = ("uid", "event_id", "event_type")
-    readonly_fields = [f.name for f in WebhookEvent._meta.fields]
+    # body and headers are encrypted and may name processor tokens: staff see the processor
+    # module's redacted view instead.
+    exclude = ("body", "headers")
+    readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name not in ("body", "headers")] + [
+        "redacted_body", "stored_headers"]
     actions = ["reprocess"]
 
     def has_add_permission(self, request):
         return False
+
+    @admin.display(description="body (tokens redacted)")
+    def redacted_body(self, obj):
+        return format_html("<pre style=\"white-space: pre-wrap\">{}</pre>", events.redacted_body(obj))
+
+    @admin.display(description="headers (signatures never stored)")
+    def stored_headers(self, obj):
+        headers = obj.headers if isinstance(obj.headers, dict) else {}
+        return format_html("<pre>{}</pre>", "\n".join(f"{k}: {v}" for k, v in sorted(headers.items())))
 
     @admin.action(description="Reprocess selected events", permissions=["change"])
     def reprocess(self, request, queryset):

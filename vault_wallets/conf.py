@@ -40,6 +40,28 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": 3600,
     "WEBHOOK_STALE_SECONDS": 600,
     "NOC_CHUNK_SIZE": 100,
+    # Abuse limits (card testing) on the shopper endpoints, "<count>/<second|minute|hour|day>";
+    # None switches one off.  Merged key by key with THROTTLE_RATES_DEFAULTS (see the security docs).
+    "THROTTLE_RATES": {},
+    # The Django cache the throttles count in: shared by every web process in production.
+    "THROTTLE_CACHE": "default",
+    # Proxies in front of Django that append to X-Forwarded-For; 0 trusts REMOTE_ADDR only.
+    "THROTTLE_NUM_PROXIES": 0,
+    # After this many verification failures when saving a method, a cool-down refuses new ones.
+    "VERIFICATION_FAILURE_LIMIT": 3,
+    "VERIFICATION_FAILURE_WINDOW_SECONDS": 3600,
+    "VERIFICATION_COOLDOWN_SECONDS": 3600,
+}
+
+THROTTLE_RATES_DEFAULTS: dict[str, str | None] = {
+    # POST /customer-token/: a checkout page asks for one per view.
+    "customer_token_customer": "20/minute",
+    "customer_token_ip": "60/minute",
+    # POST /api/payment-methods/ (saving a card or bank account).
+    "add_payment_method_customer": "10/hour",
+    "add_payment_method_ip": "30/hour",
+    # POST /sandbox/tokens/ (the sandbox's stand-in for a processor's tokenizer).
+    "sandbox_tokenize_ip": "60/hour",
 }
 
 
@@ -55,6 +77,14 @@ def get_setting(name: str) -> Any:
     if name not in DEFAULTS:
         raise KeyError(f"unknown vault_wallets setting {name!r}")
     return _user_settings().get(name, DEFAULTS[name])
+
+
+def throttle_rate(scope: str) -> str | None:
+    """The rate of one throttle scope: ``VAULT_WALLETS["THROTTLE_RATES"]`` over the defaults."""
+    rates = get_setting("THROTTLE_RATES") or {}
+    if not isinstance(rates, dict):
+        raise ImproperlyConfigured(f"{SETTINGS_NAME}['THROTTLE_RATES'] must be a dict")
+    return rates.get(scope, THROTTLE_RATES_DEFAULTS.get(scope))
 
 
 def accounts() -> dict[str, dict[str, Any]]:

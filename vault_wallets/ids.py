@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 
 from . import conf
@@ -12,6 +13,16 @@ from . import conf
 def new_uid(prefix: str) -> str:
     """``prefix_`` + 24 URL-safe characters (~143 bits of randomness)."""
     return f"{prefix}_{secrets.token_urlsafe(18)}"
+
+
+_PUBLIC_ID = re.compile(r"[a-z]{2,8}_[A-Za-z0-9_-]{8,64}")
+
+
+def is_public_id(value) -> bool:
+    """Whether ``value`` has the shape of one of our public ids (``spm_…``).  Lookups answer
+    "not found" for anything else before touching the database: a NUL byte or a 10 kB string
+    in a URL is a 404, never a database error."""
+    return isinstance(value, str) and _PUBLIC_ID.fullmatch(value) is not None
 
 
 # Named functions (not lambdas) so migrations can reference them as model field defaults.

@@ -6,13 +6,16 @@ appear in ``repr``/``str``.  Public ids are random; the integer primary keys sta
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from fernet_fields import EncryptedTextField
 
-from . import ids
+from . import ids, validators
+from .fields import EncryptedJSONField
 from .processors import base as p
 
 
@@ -114,6 +117,24 @@ class Address(models.Model):
 
     def __str__(self) -> str:
         return f"{self.label or self.line1}, {self.city} ({self.uid})"
+
+    TEXT_FIELDS = ("label", "name", "line1", "line2", "city", "state", "postal_code")
+
+    def clean(self):
+        """Printable text only (no control, bidi or zero-width characters); an ISO 3166-1 country."""
+        super().clean()
+        errors = {}
+        for name in self.TEXT_FIELDS:
+            try:
+                setattr(self, name, validators.clean_text(getattr(self, name) or ""))
+            except ValidationError as exc:
+                errors[name] = exc.messages
+        try:
+            self.country = validators.clean_country(self.country or "")
+        except ValidationError as exc:
+            errors["country"] = exc.messages
+        if errors:
+            raise ValidationError(errors)
 
     def as_data(self) -> p.AddressData:
         return p.AddressData(
@@ -236,12 +257,16 @@ class WebhookEvent(models.Model):
     uid = models.CharField(max_length=40, unique=True, default=ids.new_event_uid, editable=False)
     account = models.CharField(max_length=64)
     processor = models.CharField(max_length=32)
-    event_id = models.CharField(max_length=255, help_text="The processor's event id (de-duplication key).")
+    event_id = models.TextField(help_text="The processor's event id, in full.")
+    event_id_hash = models.CharField(max_length=64, editable=False,
+                                     help_text="SHA-256 of the full event id: the de-duplication key.")
     event_type = models.CharField(max_length=128, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    headers = models.JSONField(default=dict, blank=True, help_text="Sanitized: no signatures or secrets.")
-    body = models.TextField()
+    # Encrypted at rest (FERNET_KEYS): a delivery can name processor tokens.  Staff see the
+    # processor module's redacted view (``services.events.redacted_body``), never these.
+    headers = EncryptedJSONField(default=dict, blank=True, help_text="Sanitized: no signatures or secrets.")
+    body = EncryptedTextField(help_text="The delivery as received (encrypted).")
     status = models.CharField(max_length=16, choices=_choices(STATUSES), default=RECEIVED, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
@@ -253,11 +278,23 @@ class WebhookEvent(models.Model):
     class Meta:
         ordering = ["-received_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["account", "event_id"], name="vw_webhook_event_once"),
+            models.UniqueConstraint(fields=["account", "event_id_hash"], name="vw_webhook_event_once_hash"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.account} {self.event_type or 'event'} {self.event_id} ({self.status})"
+        return f"{self.account} {self.event_type or 'event'} {self.event_id[:80]} ({self.status})"
+
+    @staticmethod
+    def hash_event_id(event_id: str) -> str:
+        """The de-duplication key of a processor event id: a digest of all of it, never a prefix."""
+        return hashlib.sha256(event_id.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def save(self, *args, **kwargs):
+        self.event_id_hash = self.hash_event_id(self.event_id)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "event_id" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "event_id_hash"}
+        super().save(*args, **kwargs)
 
 
 class PaymentMethodChange(models.Model):

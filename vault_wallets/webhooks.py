@@ -15,7 +15,7 @@ from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from . import conf
+from . import conf, safejson
 from .processors import base as p
 from .processors import get_processor
 from .services.events import store_delivery
@@ -27,15 +27,41 @@ def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse({"error": {"code": code, "message": message}}, status=status)
 
 
+class _LengthRequired(Exception):
+    pass
+
+
 def _read_body(request, limit: int) -> bytes | None:
+    """The body, or None if it is over ``limit``.
+
+    A chunked delivery (``Transfer-Encoding: chunked``, no ``Content-Length``) is read from the
+    de-chunked ``wsgi.input`` when the server says it is terminated (gunicorn, uWSGI, mod_wsgi
+    set ``wsgi.input_terminated``); a server that does not de-chunk (``runserver``) gives Django
+    an empty stream, so the delivery is refused with 411 rather than read as an empty body.
+    """
+    length = request.META.get("CONTENT_LENGTH")
+    if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        if not request.META.get("wsgi.input_terminated"):
+            raise _LengthRequired()
+        body = request.META["wsgi.input"].read(limit + 1)
+        return None if len(body) > limit else body
     try:
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        declared = int(length or 0)
     except ValueError:
         declared = 0
     if declared > limit:
         return None
     body = request.read(limit + 1)
     return None if len(body) > limit else body
+
+
+def _check_payload(body: bytes, event_id: str, event_type: str) -> None:
+    """Hostile but correctly signed (or unsigned, for ProcessOut) deliveries: the body must be
+    JSON within ``safejson``'s limits, and the id and type we store must be clean text."""
+    safejson.loads(body)
+    for value in (event_id, event_type):
+        if not isinstance(value, str) or safejson.bad_text(value) or any(ord(c) < 32 for c in value):
+            raise safejson.UnsafeJSON("the event id or type holds control characters or lone surrogates")
 
 
 @csrf_exempt
@@ -45,7 +71,11 @@ def receive_webhook(request, account: str, **kwargs):
         response = _error(405, "method_not_allowed", "Webhooks are delivered with POST.")
         response["Allow"] = "POST"
         return response
-    body = _read_body(request, conf.get_setting("WEBHOOK_MAX_BODY_BYTES"))
+    try:
+        body = _read_body(request, conf.get_setting("WEBHOOK_MAX_BODY_BYTES"))
+    except _LengthRequired:
+        return _error(411, "length_required", "Send the webhook with a Content-Length (this server cannot read "
+                                              "chunked bodies).")
     if body is None:
         return _error(413, "payload_too_large", "The webhook body is too large.")
     if not conf.is_configured_account(account):
@@ -59,11 +89,15 @@ def receive_webhook(request, account: str, **kwargs):
         processor.verify_webhook(delivery)
         event_id, event_type = processor.webhook_event_id(delivery)
         body.decode("utf-8")
+        _check_payload(body, event_id, event_type)
     except p.WebhookVerificationError as exc:
         logger.info("webhook for %s refused: %s", account, exc.reason)
         code = "malformed_payload" if isinstance(exc, p.WebhookParseError) else "verification_failed"
         return _error(400, code, exc.reason)
-    except (ValueError, TypeError, KeyError, UnicodeError) as exc:  # a processor module's parsing edge
+    except safejson.UnsafeJSON as exc:
+        logger.info("webhook for %s refused: %s", account, exc.reason)
+        return _error(400, "malformed_payload", exc.reason)
+    except (ValueError, TypeError, KeyError, UnicodeError, RecursionError) as exc:  # a processor module's edge
         logger.warning("webhook for %s could not be read: %s", account, type(exc).__name__)
         return _error(400, "malformed_payload", "The webhook could not be read.")
     event, created = store_delivery(account, processor, delivery, event_id, event_type)

@@ -8,10 +8,18 @@ import json
 import os
 from pathlib import Path
 
+import django
+
+from .local_secrets import load_or_create
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "example-shop-secret-key-change-me-in-production")
-DEBUG = os.environ.get("DEBUG", "1") == "1"
+# Nothing secret is committed: generated on first run into local_secrets.json (git-ignored);
+# environment variables win.  See shop/local_secrets.py.
+_SECRETS, _ = load_or_create()
+SECRET_KEY = os.environ.get("SECRET_KEY") or _SECRETS["SECRET_KEY"]
+# Off unless asked for (DEBUG=1): the technical 500 page shows settings and local variables.
+DEBUG = os.environ.get("DEBUG") == "1"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 
 INSTALLED_APPS = [
@@ -35,6 +43,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "shop.csp.ContentSecurityPolicyMiddleware",
 ]
 
 ROOT_URLCONF = "shop.urls"
@@ -55,9 +64,17 @@ if os.environ.get("DATABASE_URL"):
 
     DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
 else:
+    # SQLite for concurrent web use (runserver is threaded): write-ahead logging so readers never
+    # wait for a writer; BEGIN IMMEDIATE so a transaction takes the write lock when it starts and
+    # waits for it (busy timeout) instead of failing with "database is locked" when a read lock
+    # must be upgraded mid-transaction.  ``transaction_mode``/``init_command``: Django >= 5.1.
+    _sqlite_options = {"timeout": 20}  # seconds: sqlite3's busy timeout
+    if django.VERSION >= (5, 1):
+        _sqlite_options.update(transaction_mode="IMMEDIATE",
+                               init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                              "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
-                             "OPTIONS": {"timeout": 20}}}
+                             "OPTIONS": _sqlite_options}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True
@@ -68,11 +85,11 @@ LOGIN_REDIRECT_URL = "/checkout/"
 LOGOUT_REDIRECT_URL = "/"
 
 # Newest first.  In production these come from your secret store, never from the repo.
-FERNET_KEYS = [os.environ.get("FERNET_KEY", "example-shop-fernet-key-change-me")]
+FERNET_KEYS = [os.environ.get("FERNET_KEY") or _SECRETS["FERNET_KEY"]]
 
 _processor = os.environ.get("VAULT_ACCOUNT_PROCESSOR", "vault_wallets.processors.sandbox.SandboxProcessor")
 _options = json.loads(os.environ.get("VAULT_ACCOUNT_OPTIONS", "{}")) or {
-    "WEBHOOK_SECRETS": [os.environ.get("VAULT_WEBHOOK_SECRET", "whsec_ZXhhbXBsZS1zaG9wLXdlYmhvb2stc2VjcmV0")],
+    "WEBHOOK_SECRETS": [os.environ.get("VAULT_WEBHOOK_SECRET") or _SECRETS["WEBHOOK_SECRET"]],
 }
 _account = {"PROCESSOR": _processor, "OPTIONS": _options}
 if os.environ.get("VAULT_FAKE"):

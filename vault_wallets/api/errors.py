@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
@@ -45,6 +45,8 @@ _PROCESSOR_ERRORS = [
 
 def exception_handler(exc, context):
     set_rollback()
+    if isinstance(exc, RequestDataTooBig):  # over DATA_UPLOAD_MAX_MEMORY_SIZE: JSON, not Django's HTML 400
+        return error_response("payload_too_large", "The request body is too large.", 413)
     if isinstance(exc, Http404):
         return error_response("not_found", "Not found.", 404)
     if isinstance(exc, PermissionDenied):

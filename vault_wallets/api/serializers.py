@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
+from .. import validators
 from ..models import Address, Customer, SavedPaymentMethod
 from ..processors import base as p
+
+PRINTABLE = [validators.validate_printable]
 
 
 class CustomerSerializer(serializers.ModelSerializer):
@@ -42,8 +47,12 @@ class PaymentMethodListSerializer(serializers.Serializer):
 
 class PaymentMethodCreateSerializer(serializers.Serializer):
     token = serializers.CharField(max_length=512, help_text="The temporary token from the processor's tokenizer.")
-    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")  # type: ignore[assignment]  # noqa: E501  (a field named like Field.label)
+    label = serializers.CharField(max_length=100, required=False, allow_blank=True, default="",  # type: ignore[assignment]
+                                  validators=PRINTABLE)  # (a field named like Field.label)
     make_default = serializers.BooleanField(required=False, default=False)
+
+
+_FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 class StrictSerializer(serializers.Serializer):
@@ -53,12 +62,16 @@ class StrictSerializer(serializers.Serializer):
         if isinstance(data, dict):
             unknown = sorted(set(data) - {n for n, f in self.fields.items() if not f.read_only})
             if unknown:
-                raise serializers.ValidationError({k: ["This field cannot be changed."] for k in unknown})
+                # Only field-name-shaped keys are named back; anything else is never echoed.
+                named = {k: ["This field cannot be changed."] for k in unknown if _FIELD_NAME.fullmatch(k)}
+                if len(named) < len(unknown):
+                    named["non_field_errors"] = ["The body holds keys that are not field names."]
+                raise serializers.ValidationError(named)
         return super().to_internal_value(data)
 
 
 class PaymentMethodUpdateSerializer(StrictSerializer):
-    label = serializers.CharField(max_length=100, allow_blank=True)  # type: ignore[assignment]
+    label = serializers.CharField(max_length=100, allow_blank=True, validators=PRINTABLE)  # type: ignore[assignment]
 
 
 class DefaultPaymentMethodSerializer(serializers.Serializer):
@@ -74,12 +87,10 @@ class AddressSerializer(serializers.ModelSerializer):
         fields = ["id", "label", "name", "line1", "line2", "city", "state", "postal_code", "country",
                   "is_default", "make_default", "created_at"]
         read_only_fields = ["id", "is_default", "created_at"]
+        extra_kwargs = {name: {"validators": PRINTABLE} for name in Address.TEXT_FIELDS}
 
     def validate_country(self, value: str) -> str:
-        value = (value or "").upper()
-        if not (len(value) == 2 and value.isalpha()):
-            raise serializers.ValidationError("Use a two-letter ISO 3166-1 country code.")
-        return value
+        return validators.clean_country(value or "")
 
 
 class AddressUpdateSerializer(StrictSerializer, AddressSerializer):

@@ -12,7 +12,6 @@ from drf_spectacular.utils import OpenApiResponse
 from drf_spectacular.utils import extend_schema as _extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework.parsers import JSONParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
@@ -20,10 +19,13 @@ from rest_framework.views import APIView
 
 from .. import conf, services, tokens
 from ..models import Address, Customer, SavedPaymentMethod
+from ..processors import base as p
 from ..processors import get_processor
 from . import serializers as s
+from . import throttling
 from .authentication import CustomerTokenAuth, CustomerTokenAuthentication
 from .errors import exception_handler
+from .parsers import SafeJSONParser
 from .permissions import IsShopper
 
 
@@ -43,17 +45,27 @@ ERRORS = {code: OpenApiResponse(description=text) for code, text in {
 }.items()}
 
 
+THROTTLED = {**ERRORS, 429: OpenApiResponse(description="Too many requests (see Retry-After)")}
+
+
 class VaultAPIView(APIView):
     """Base of every shopper endpoint: JSON only, our auth, our error shape, our schema."""
 
     authentication_classes = [CustomerTokenAuthentication, SessionAuthentication]
     permission_classes = [IsShopper]
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     schema = AutoSchema()
 
     def get_exception_handler(self):
         return exception_handler
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # A shopper's wallet is private: no shared or browser cache may keep any answer.
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if not response.has_header("Cache-Control"):
+            response["Cache-Control"] = "no-store"
+        return response
 
     def get_account(self) -> str:
         account = self.kwargs.get("vault_account") or conf.default_account()
@@ -74,8 +86,9 @@ class CustomerTokenView(VaultAPIView):
 
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsAuthenticated]
+    throttle_classes = throttling.CUSTOMER_TOKEN_THROTTLES
 
-    @extend_schema(request=None, responses={201: s.CustomerTokenSerializer, **ERRORS},
+    @extend_schema(request=None, responses={201: s.CustomerTokenSerializer, **THROTTLED},
                    summary="Issue a customer token for the logged-in shopper",
                    operation_id="customer_token_create")
     def post(self, request, *args, **kwargs):
@@ -105,6 +118,8 @@ class MeView(VaultAPIView):
 
 
 class PaymentMethodListView(VaultAPIView):
+    throttle_classes = throttling.ADD_PAYMENT_METHOD_THROTTLES  # POST only
+
     @extend_schema(responses={200: s.PaymentMethodListSerializer, **ERRORS}, summary="List saved payment methods",
                    operation_id="payment_methods_list")
     def get(self, request, *args, **kwargs):
@@ -113,16 +128,22 @@ class PaymentMethodListView(VaultAPIView):
 
     @extend_schema(request=s.PaymentMethodCreateSerializer,
                    responses={201: s.PaymentMethodSerializer, 200: s.PaymentMethodSerializer,
-                              422: OpenApiResponse(description="The processor refused to verify it"), **ERRORS},
+                              422: OpenApiResponse(description="The processor refused to verify it"), **THROTTLED},
                    summary="Save a payment method from a temporary token",
                    operation_id="payment_methods_create")
     def post(self, request, *args, **kwargs):
         data = s.PaymentMethodCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        method, created = services.add_payment_method(
-            self.get_customer(), data.validated_data["token"], label=data.validated_data["label"],
-            make_default=data.validated_data["make_default"],
-        )
+        customer = self.get_customer()
+        throttling.check_verification_cooldown(customer)
+        try:
+            method, created = services.add_payment_method(
+                customer, data.validated_data["token"], label=data.validated_data["label"],
+                make_default=data.validated_data["make_default"],
+            )
+        except p.VerificationFailedError:
+            throttling.record_verification_failure(customer)
+            raise
         method.refresh_from_db()
         return Response(s.PaymentMethodSerializer(method).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -464,6 +464,40 @@ def derived_fingerprint(kind: str, *parts: Any) -> str:
     return "derived:" + hashlib.sha256("|".join([kind, *values]).encode("utf-8")).hexdigest()
 
 
+REDACTED = "[redacted]"
+#: Key fragments withheld from the staff view of every webhook body, whatever the processor
+#: (compared lower-case, without "_" and "-").
+ALWAYS_REDACTED_KEY_WORDS = ("token", "secret", "password", "fingerprint", "signature", "cvv", "cvc", "cvd",
+                             "cardnumber", "accountnumber", "routingnumber")
+#: Whole keys withheld likewise.
+ALWAYS_REDACTED_KEYS = ("pan", "number")
+
+
+def _key_words(key: Any) -> str:
+    return str(key).lower().replace("_", "").replace("-", "")
+
+
+def redact_keys(value: Any, keys: Iterable[str] = ()) -> Any:
+    """A copy of a parsed JSON value with the values of ``keys`` (any depth, case-insensitive)
+    and of any key containing one of ``ALWAYS_REDACTED_KEY_WORDS`` replaced by ``REDACTED``
+    (lists and objects included, whole).  Raises ``RecursionError`` for absurdly deep values."""
+    wanted = {_key_words(k) for k in (*keys, *ALWAYS_REDACTED_KEYS)}
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, Mapping):
+            out = {}
+            for key, inner in item.items():
+                words = _key_words(key)
+                hidden = words in wanted or any(w in words for w in ALWAYS_REDACTED_KEY_WORDS)
+                out[key] = REDACTED if hidden and inner not in (None, "", [], {}) else walk(inner)
+            return out
+        if isinstance(item, list):
+            return [walk(inner) for inner in item]
+        return item
+
+    return walk(value)
+
+
 # --------------------------------------------------------------------------------------
 # The interface
 # --------------------------------------------------------------------------------------
@@ -493,6 +527,9 @@ class BaseProcessor:
     #: Headers whose names contain "signature", "secret", "token", "authorization" or "cookie"
     #: are dropped anyway.
     webhook_secret_headers: ClassVar[tuple[str, ...]] = ()
+    #: Keys of this processor's webhook bodies (any depth) whose values are processor tokens or
+    #: vaulted-method ids: staff see ``[redacted]`` in their place (``redact_webhook_payload``).
+    webhook_token_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         self.account = account
@@ -600,6 +637,15 @@ class BaseProcessor:
         Raise ``WebhookParseError`` for a body that cannot be parsed.
         """
         raise NotImplementedError
+
+    def redact_webhook_payload(self, payload: Any) -> Any:
+        """A copy of a stored delivery's parsed JSON body that is safe to show staff.
+
+        Runs in the admin, so it never calls the processor.  The default withholds the values
+        of ``webhook_token_fields`` and of keys that name a token, secret or card number;
+        override it when a token can only be recognised by its value.
+        """
+        return redact_keys(payload, self.webhook_token_fields)
 
     def parse_webhook(self, request: WebhookRequest) -> list[NormalizedEvent]:
         """Translate a stored, verified delivery into normalized events.

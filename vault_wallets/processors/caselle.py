@@ -160,6 +160,7 @@ _EVENT_TYPES = {
 #: Keys never copied into ``raw``: the permanent/proxynized token and any account number.
 _SECRET_KEYS = frozenset({"fingerprint", "account_number", "card_number", "number", "access_token"})
 _HEX_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
+_TIMESTAMP_FIELD = re.compile(rb'"timestamp"\s*:\s*(-?[0-9]{1,15})(?![0-9.eE])')
 
 
 # --------------------------------------------------------------------------------------
@@ -418,6 +419,9 @@ class CaselleProcessor(BaseProcessor):
     supports_addresses = False
     required_options = ("CLIENT_ID", "CLIENT_SECRET", "PAYMENT_ACCOUNT_UID", "AUTH_URL")
     secret_options = ("CLIENT_SECRET", "WEBHOOK_SECRET")
+    #: Saved-method uids are what we charge with; ``_SECRET_KEYS`` are tokens and account numbers.
+    webhook_token_fields = ("saved_payment_method_ids", "saved_payment_method_id", "saved_payment_method_uid",
+                            *_SECRET_KEYS)
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)
@@ -1000,18 +1004,24 @@ class CaselleProcessor(BaseProcessor):
         provided = provided.lower()
         if not _HEX_SIGNATURE.match(provided):
             raise WebhookVerificationError("malformed signature")
-        payload = self._payload(request, WebhookVerificationError)
-        timestamp = payload.get("timestamp")
-        if isinstance(timestamp, bool) or not isinstance(timestamp, int):
-            raise WebhookVerificationError("missing or malformed timestamp")
         if not isinstance(request.body, (bytes, bytearray)):
             raise WebhookVerificationError("body is not bytes")
-        signed = str(timestamp).encode("ascii") + b"." + bytes(request.body)
-        if not any(
-            hmac.compare_digest(hmac.new(s.encode("utf-8"), signed, hashlib.sha256).hexdigest(), provided)
-            for s in secrets
-        ):
-            raise WebhookVerificationError("bad signature")
+        body = bytes(request.body)
+        # Verify first, parse after: the signed timestamp sits inside the body, so its candidates
+        # are found with a bounded pattern and the HMAC checked before the (unauthenticated) body is
+        # parsed as JSON; the parsed top-level timestamp must then be the one that was signed.
+        candidates = list(dict.fromkeys(m.group(1) for m in _TIMESTAMP_FIELD.finditer(body)))[:4]
+        signed_stamp = next((
+            stamp for stamp in candidates
+            if any(hmac.compare_digest(hmac.new(s.encode("utf-8"), stamp + b"." + body, hashlib.sha256).hexdigest(),
+                                       provided) for s in secrets)
+        ), None)
+        if signed_stamp is None:
+            raise WebhookVerificationError("bad signature" if candidates else "missing or malformed timestamp")
+        payload = self._payload(request, WebhookVerificationError)
+        timestamp = payload.get("timestamp")
+        if isinstance(timestamp, bool) or not isinstance(timestamp, int) or str(timestamp).encode() != signed_stamp:
+            raise WebhookVerificationError("missing or malformed timestamp")
         now = (request.received_at or datetime.now(timezone.utc)).timestamp()
         if abs(now - timestamp) > self._webhook_tolerance:
             raise WebhookVerificationError("timestamp outside tolerance")

@@ -474,6 +474,9 @@ class CyberSourceProcessor(BaseProcessor):
     required_options = ("MERCHANT_ID", "KEY_ID", "SHARED_SECRET")
     secret_options = ("SHARED_SECRET", "WEBHOOK_KEYS")
     webhook_secret_headers = ("v-c-signature",)
+    #: ``payload.data`` and its ``_links`` name TMS tokens (tokenized cards, instrument
+    #: identifiers, payment instruments) by ``id`` and in ``href`` paths.
+    webhook_token_fields = ("id", "href")
 
     # -- configuration -------------------------------------------------------------------
     def check_options(self) -> list[str]:

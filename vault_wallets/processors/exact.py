@@ -393,6 +393,9 @@ class ExactProcessor(BaseProcessor):
     required_options = ("API_TOKEN",)
     secret_options = ("API_TOKEN", "WEBHOOK_SECRET")
     webhook_secret_headers = (DEFAULT_WEBHOOK_HEADER.lower(),)
+    #: A payment method's id is its permanent token (``resources.paymentMethod``); keys ending in
+    #: "token" are withheld anyway.
+    webhook_token_fields = ("paymentMethod", "paymentMethodToken", "paymentToken", *_DROPPED_KEYS)
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)

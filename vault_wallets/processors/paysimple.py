@@ -239,6 +239,8 @@ class PaySimpleProcessor(BaseProcessor):
     required_options = ("API_USERNAME", "API_KEY")
     secret_options = ("API_KEY", "WEBHOOK_SECRET")
     webhook_secret_headers = (DEFAULT_SIGNATURE_HEADER,)
+    #: A PaySimple account id is the vaulted method's token (what a payment is made with).
+    webhook_token_fields = ("account_id", "account_ids", "accounts")
 
     def __init__(self, account: str, options: Mapping[str, Any] | None = None):
         super().__init__(account, options)

@@ -80,6 +80,8 @@ class SandboxProcessor(BaseProcessor):
     name = "sandbox"
     display_name = "Sandbox"
     secret_options = ("WEBHOOK_SECRETS",)
+    #: ``sbxpm_…`` ids are the sandbox's permanent tokens.
+    webhook_token_fields = ("payment_method_id", "payment_method_ids")
 
     def __init__(self, account: str, options: dict[str, Any] | None = None):
         super().__init__(account, options)

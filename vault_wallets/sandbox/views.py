@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from django.http import Http404
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .. import conf
 from ..api.errors import error_response, exception_handler
+from ..api.parsers import SafeJSONParser
+from ..api.throttling import SANDBOX_TOKENIZE_THROTTLES
 from ..processors import get_processor
 from ..processors.sandbox import SandboxProcessor
 
@@ -39,8 +40,9 @@ class BankAccountSerializer(serializers.Serializer):
 class SandboxTokenView(APIView):
     authentication_classes = []  # a processor's public tokenizer: no shop session, no CSRF
     permission_classes = []
+    throttle_classes = SANDBOX_TOKENIZE_THROTTLES  # per client IP: it is anonymous
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
     schema = None
 
     def get_exception_handler(self):

@@ -7,6 +7,7 @@ import logging
 from django.db import transaction
 
 from ..exceptions import AddressNotFound
+from ..ids import is_public_id
 from ..models import Address, Customer
 from ..processors import base as p
 from ..processors import get_processor
@@ -19,6 +20,8 @@ ADDRESS_FIELDS = ("label", "name", "line1", "line2", "city", "state", "postal_co
 
 def get_address(customer: Customer, address) -> Address:
     uid = address.uid if isinstance(address, Address) else address
+    if not is_public_id(uid):
+        raise AddressNotFound()
     found = Address.objects.filter(customer=customer, uid=uid).first()
     if found is None:
         raise AddressNotFound()

@@ -22,6 +22,7 @@ from ..exceptions import (
     NoDefaultPaymentMethod,
     PaymentMethodNotChargeable,
 )
+from ..ids import is_public_id
 from ..models import Charge, Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
@@ -91,6 +92,8 @@ def charge(customer: Customer, amount: int, currency: str, saved_payment_method=
 
 
 def get_charge(customer: Customer, uid: str) -> Charge:
+    if not is_public_id(uid):
+        raise ChargeNotFound()
     found = Charge.objects.filter(customer=customer, uid=uid).first()
     if found is None:
         raise ChargeNotFound()

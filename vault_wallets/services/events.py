@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import traceback
@@ -99,17 +100,41 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
-                account=account, processor=processor.name, event_id=event_id[:255], event_type=event_type[:128],
+                account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
                 remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
                 body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=stale),
             )
             transaction.on_commit(lambda: enqueue_event(event.pk))
     except IntegrityError:
-        existing = WebhookEvent.objects.filter(account=account, event_id=event_id[:255]).first()
+        # De-duplicated on a digest of the whole id: ids that differ after any prefix stay apart.
+        existing = WebhookEvent.objects.filter(account=account,
+                                               event_id_hash=WebhookEvent.hash_event_id(event_id)).first()
         if existing is None:
             raise
         return existing, False
     return event, True
+
+
+def redacted_body(event: WebhookEvent) -> str:
+    """The stored delivery as staff may see it: JSON with the processor module's token fields
+    (and any key naming a token, secret or card/account number) replaced by ``[redacted]``.
+
+    A body that is not JSON is not shown at all: nothing in it can be told apart from a token.
+    """
+    size = len(event.body.encode("utf-8", "surrogatepass"))
+    try:
+        payload = json.loads(event.body)
+    except (ValueError, RecursionError):
+        return f"({size} bytes, not JSON: not shown)"
+    try:
+        processor = get_processor(event.account)
+    except Exception:  # the account was removed from settings since: no module knows its fields
+        return f"({size} bytes from an account no longer configured: not shown)"
+    try:
+        redacted = processor.redact_webhook_payload(payload)
+        return json.dumps(redacted, indent=2, ensure_ascii=False, sort_keys=True)
+    except RecursionError:
+        return f"({size} bytes, nested too deeply: not shown)"
 
 
 # -- processing ------------------------------------------------------------------------------

@@ -13,10 +13,12 @@ from django.db import transaction
 
 from .. import ids
 from ..exceptions import PaymentMethodNotChargeable, PaymentMethodNotFound
+from ..ids import is_public_id
 from ..models import Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
 from ..signals import payment_method_added, payment_method_removed
+from ..validators import clean_text
 from .customers import ensure_processor_customer
 
 logger = logging.getLogger("vault_wallets.services")
@@ -29,6 +31,8 @@ def _locked_customer(customer: Customer) -> Customer:
 def get_payment_method(customer: Customer, method) -> SavedPaymentMethod:
     """``method`` (a uid or an instance) if it belongs to ``customer`` and is not removed."""
     uid = method.uid if isinstance(method, SavedPaymentMethod) else method
+    if not is_public_id(uid):
+        raise PaymentMethodNotFound()
     found = SavedPaymentMethod.objects.visible().filter(customer=customer, uid=uid).first()
     if found is None:
         raise PaymentMethodNotFound()
@@ -69,6 +73,7 @@ def add_payment_method(customer: Customer, temporary_token: str, label: str | No
     token), ``VerificationFailedError`` or another ``ProcessorError``; nothing is written
     locally then.
     """
+    label = clean_text(label or "")
     customer = ensure_processor_customer(customer)
     processor = get_processor(customer.account)
     has_default = SavedPaymentMethod.objects.chargeable().filter(customer=customer, is_default=True).exists()
@@ -110,6 +115,9 @@ def add_payment_method(customer: Customer, temporary_token: str, label: str | No
 
 
 def _discard_duplicate(customer: Customer, processor, vaulted: p.VaultedMethod, kept: SavedPaymentMethod) -> None:
+    same_id = bool(vaulted.method_id) and vaulted.method_id == kept.processor_ref.method_id
+    if vaulted.token == kept.processor_token or same_id:
+        return  # the processor matched the card to the kept method (PaySimple's match-or-create): keep it
     try:
         processor.delete_payment_method(customer.processor_ref, vaulted.ref)
         if kept.is_default:
@@ -134,7 +142,7 @@ def set_default_payment_method(customer: Customer, method) -> SavedPaymentMethod
 
 def update_payment_method(customer: Customer, method, *, label: str) -> SavedPaymentMethod:
     method = get_payment_method(customer, method)
-    method.label = (label or "")[:100]
+    method.label = clean_text(label or "")[:100]
     method.save(update_fields=["label", "updated_at"])
     return method
 

@@ -30,7 +30,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, failed=False, ids=(), since=None, account=None, **options):
         if ids:
-            queryset = WebhookEvent.objects.filter(Q(uid__in=ids) | Q(event_id__in=ids))
+            hashes = [WebhookEvent.hash_event_id(i) for i in ids]
+            queryset = WebhookEvent.objects.filter(Q(uid__in=ids) | Q(event_id_hash__in=hashes))
         else:
             due = events.due_events(timezone.now())
             queryset = due | WebhookEvent.objects.filter(status=WebhookEvent.FAILED) if failed else due

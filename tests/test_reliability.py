@@ -320,3 +320,61 @@ def test_process_events_plain_form_processes_what_is_waiting(customer, method, s
     event.refresh_from_db()
     assert event.status == "processed", out.getvalue()
     assert "1 event(s)" in out.getvalue()
+
+
+# -- one processing per event: the claim (row lock) and the status check -------------------------------
+
+
+def _stored_noc(sandbox, method):
+    from vault_wallets.processors.base import WebhookRequest
+
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]})
+    request = WebhookRequest(headers=headers, body=body)
+    return events.store_delivery("default", sandbox, request, *sandbox.webhook_event_id(request))[0]
+
+
+def test_a_processed_event_is_not_processed_again(customer, method, sandbox, monkeypatch):
+    monkeypatch.setattr(tasks, "enqueue_event", lambda pk: False)
+    event = _stored_noc(sandbox, method)
+    fetches = []
+    real = type(sandbox).fetch_payment_method
+    monkeypatch.setattr(type(sandbox), "fetch_payment_method",
+                        lambda self, c, m: fetches.append(1) or real(self, c, m))
+    assert events.process_event(event.pk) == "processed"
+    assert events.process_event(event.pk) == "processed"
+    assert len(fetches) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks need PostgreSQL")
+def test_a_second_worker_skips_an_event_being_processed(customer, method, sandbox, monkeypatch):
+    monkeypatch.setattr(tasks, "enqueue_event", lambda pk: False)
+    event = _stored_noc(sandbox, method)
+    started, release, fetches = threading.Event(), threading.Event(), []
+    real = type(sandbox).fetch_payment_method
+
+    def slow_first(self, c, m):
+        fetches.append(1)
+        if len(fetches) == 1:
+            started.set()
+            release.wait(10)
+        return real(self, c, m)
+
+    monkeypatch.setattr(type(sandbox), "fetch_payment_method", slow_first)
+    results = {}
+
+    def first():
+        try:
+            results["first"] = events.process_event(event.pk)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    assert started.wait(10)
+    results["second"] = events.process_event(event.pk)  # while the first holds the claim
+    release.set()
+    thread.join(10)
+    assert results == {"first": "processed", "second": "busy"}
+    assert len(fetches) == 1
+    assert WebhookEvent.objects.get().attempts == 1

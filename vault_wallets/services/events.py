@@ -200,9 +200,9 @@ def _after_commit(outcome: _Outcome) -> None:
     for vault in outcome.signals:
         transaction.on_commit(lambda vault=vault: vault_event.send(sender=WebhookEvent, event=vault))
     if outcome.chunks:
-        stale = timedelta(seconds=conf.get_setting("WEBHOOK_STALE_SECONDS"))
+        grace = timedelta(seconds=conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS"))
         chunks = [NocChunk.objects.create(event_id=outcome.webhook_pk, index=i, method_pks=pks,
-                                          next_attempt_at=timezone.now() + stale)
+                                          next_attempt_at=timezone.now() + grace)
                   for i, pks in enumerate(outcome.chunks)]
         for chunk in chunks:
             transaction.on_commit(lambda pk=chunk.pk: enqueue_noc_chunk(pk))

@@ -1,0 +1,148 @@
+"""The broker on a bad day, with a real Celery worker on a real (private) Redis and PostgreSQL.
+
+The webhook request never waits on the broker: the stored event is the message, and the hand-off
+to the broker happens on the relay thread (``vault_wallets.relay``).  Proven here with Redis
+frozen (SIGSTOP: it accepts connections and never answers) and refused (stopped).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from tests.test_worker import (  # noqa: F401  (fixtures)
+    celery_live,
+    noc_delivery,
+    post,
+    processed,
+    redis_server,
+    vaulted,
+    wait_for,
+)
+from vault_wallets import services
+from vault_wallets.models import NocChunk, SavedPaymentMethod, WebhookEvent
+from vault_wallets.relay import relay
+from vault_wallets.services import events
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL (set DATABASE_URL)"),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+    pytest.mark.timeout(240),
+]
+
+BOUND = 0.5  # seconds: the most a webhook request may take, whatever the broker does
+
+
+def _deliveries(user, n):
+    processor, method = vaulted(user)
+    out = []
+    for i in range(n):
+        out.append(noc_delivery(processor, method, exp=(1 + i % 12, 2040 + i)))
+    return out
+
+
+def _all_processed(n):
+    def check():
+        statuses = list(WebhookEvent.objects.values_list("status", flat=True))
+        _all_processed.last = statuses
+        return statuses.count(WebhookEvent.PROCESSED) == n
+    return check
+
+
+def _warm_up(deliveries):
+    """The first request of a process imports and builds things: not what is measured here."""
+    headers, body = deliveries[0]
+    assert post("default", headers, body).status_code == 200
+
+
+def test_frozen_broker_never_holds_a_webhook(celery_live, redis_server, user):  # noqa: F811
+    deliveries = _deliveries(user, 10)
+    _warm_up(deliveries)
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+    try:
+        timings = []
+        for headers, body in deliveries:
+            started = time.monotonic()
+            assert post("default", headers, body).status_code == 200
+            timings.append(time.monotonic() - started)
+        assert max(timings) < BOUND, timings
+        assert WebhookEvent.objects.count() == 10
+        time.sleep(1)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    # The relay thread was stuck in one publish; it carries on, and the sweeper covers the rest.
+    relay.wait_idle(30)
+    events.sweep(now=timezone.now() + timedelta(seconds=11))
+    try:
+        wait_for(_all_processed(10), 60, what="all events processed after the broker thawed")
+    except AssertionError:
+        print(_all_processed.last, relay.published, relay.dropped, celery_live.log.read_text()[-4000:])
+        raise
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}  # each processed once
+
+
+def test_refused_broker_never_holds_a_webhook(celery_live, redis_server, user):  # noqa: F811
+    deliveries = _deliveries(user, 10)
+    _warm_up(deliveries)
+    redis_server.stop()
+    timings = []
+    for headers, body in deliveries:
+        started = time.monotonic()
+        assert post("default", headers, body).status_code == 200
+        timings.append(time.monotonic() - started)
+    assert max(timings) < BOUND, timings
+    redis_server.start()
+    relay.wait_idle(60)
+    events.sweep(now=timezone.now() + timedelta(seconds=11))
+    wait_for(_all_processed(10), 60, what="all events processed after the broker came back")
+    assert set(WebhookEvent.objects.values_list("attempts", flat=True)) == {1}
+
+
+def test_worker_killed_mid_chunk_chunk_recovered(celery_live, user, settings):  # noqa: F811
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "NOC_CHUNK_SIZE": 1}
+    customer = services.get_or_create_customer(user, "stalling")
+    from vault_wallets.processors import get_processor
+
+    processor = get_processor("stalling")
+    methods = [services.add_payment_method(customer, processor.tokenize_card(n, 12, 2034))[0]
+               for n in ("4242424242424242", "5555555555554444")]
+    ids = [m.processor_ref.method_id for m in methods]
+    for mid in ids:
+        processor.network_update(mid, exp_month=5, exp_year=2037)
+    headers, body = processor.make_webhook("provider.noc", {"payment_method_ids": ids})
+    # The worker's settings do not see this test's NOC_CHUNK_SIZE: process the event here, chunks there.
+    from vault_wallets import tasks
+
+    real = tasks.enqueue_event
+    tasks.enqueue_event = lambda pk: False
+    try:
+        assert post("stalling", headers, body).status_code == 200
+    finally:
+        tasks.enqueue_event = real
+    event = WebhookEvent.objects.get()
+    celery_live.stall_file.write_text("stall")
+    assert events.process_event(event.pk) == "processing"
+    assert NocChunk.objects.count() == 2
+    started = Path(str(celery_live.stall_file) + ".started")
+    wait_for(started.exists, 30, what="the worker to start a chunk")
+    celery_live.kill()
+    celery_live.stall_file.unlink()
+    relay.wait_idle(10)
+    event.refresh_from_db()
+    assert event.status == "processing"  # not "processed" with work undone
+    celery_live.start()
+    events.sweep(now=timezone.now() + timedelta(seconds=11))
+    wait_for(_all_processed(1), 60, what="the event processed once its chunks are")
+    assert SavedPaymentMethod.objects.filter(exp_year=2037).count() == 2
+    assert set(NocChunk.objects.values_list("status", flat=True)) == {"done"}

@@ -28,7 +28,7 @@ MONEY_PATH = {"paysimple": "/v4/payment", "processout": "/capture", "cybersource
               "exact": "/payments", "caselle": "/capture"}
 
 
-def payments_made(vault) -> int:
+def payments_made(vault) -> int:  # noqa: F811
     """How many payments the processor made (its own state, not our records)."""
     if vault.name == "sandbox":
         from vault_wallets.sandbox.models import SandboxCharge
@@ -47,7 +47,7 @@ def payments_made(vault) -> int:
     return sum(1 for p in fake.payments.values() if p["status"] in ("completed", "captured", "refunded"))
 
 
-def drop_the_answer(vault, late: float | None = None):
+def drop_the_answer(vault, late: float | None = None):  # noqa: F811
     if vault.name == "sandbox":
         if late is None:
             vault.processor.faults.drop_next(only="charge")

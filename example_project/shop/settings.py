@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "example-shop-secret-key-change-me-in-production")
@@ -58,6 +60,8 @@ else:
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
                              "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
                              "OPTIONS": {"timeout": 20}}}
+    if django.VERSION >= (5, 1):  # concurrent writers wait for each other instead of "database is locked"
+        DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 USE_TZ = True

@@ -53,9 +53,10 @@ def _lookup_down(monkeypatch, sandbox, times=1):
 # -- charges ------------------------------------------------------------------------------------
 
 
-def test_lost_answer_is_found_and_the_same_key_never_charges_twice(customer, method, sandbox):
+def test_lost_answer_is_found_and_the_same_key_never_charges_twice(customer, method, sandbox, caplog):
     sandbox.faults.drop_next(only="charge")
     record = services.charge(customer, 1500, "USD", idempotency_key="order-1", reference="ord_1")
+    assert "answer was lost" in caplog.text  # the fault fired: the sandbox charged, the answer never came
     # Protection: the immediate look-up by idempotency key found what the processor did.
     assert record.status == "captured" and record.processor_reference
     assert SandboxCharge.objects.count() == 1

@@ -72,6 +72,8 @@ def test_lost_charge_answer_never_charges_twice(api, vault, user, mode):  # noqa
     except ChargeOutcomeUnknown as exc:
         record = exc.charge
     assert payments_made(vault) - before == 1
+    faults = vault.processor.faults if vault.name == "sandbox" else vault.harness.fake.faults
+    assert not faults._after  # the fault fired: the payment was made and its answer lost
     if vault.name == "cybersource":  # no look-up: it waits for the webhook or staff, never re-sent
         assert record.status == "unknown"
         with pytest.raises(ChargeOutcomeUnknown):

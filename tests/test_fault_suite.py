@@ -26,6 +26,7 @@ from django.utils import timezone
 from tests.test_worker import (  # noqa: F401  (fixtures)
     ROOT,
     Worker,
+    _reset_producers,
     noc_delivery,
     post,
     redis_server,
@@ -48,6 +49,20 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
     pytest.mark.timeout(300),
 ]
+
+@pytest.fixture(scope="module", autouse=True)
+def _relay_settled():
+    """After the module (and its private Redis) is gone: let the relay thread finish what it was
+    publishing, then forget the producers it may have built for that Redis."""
+    yield
+    from kombu import pools
+
+    from tests.celery_app import app
+
+    relay.wait_idle(30)
+    _reset_producers(app)
+    pools.reset()  # kombu's global pools: the eager tests after this module must not meet a closed one
+
 
 FIGURES: list[dict] = []
 COLUMNS = ("scenario", "sent", "stored", "processed", "duplicated", "lost", "charged twice", "slowest webhook")

@@ -15,6 +15,7 @@ from django.db import connection
 from django.utils import timezone
 
 from tests.test_worker import (  # noqa: F401  (fixtures)
+    _reset_producers,
     celery_live,
     noc_delivery,
     post,
@@ -36,6 +37,20 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
     pytest.mark.timeout(240),
 ]
+
+@pytest.fixture(scope="module", autouse=True)
+def _relay_settled():
+    """After the module (and its private Redis) is gone: let the relay thread finish what it was
+    publishing, then forget the producers it may have built for that Redis."""
+    yield
+    from kombu import pools
+
+    from tests.celery_app import app
+
+    relay.wait_idle(30)
+    _reset_producers(app)
+    pools.reset()  # kombu's global pools: the eager tests after this module must not meet a closed one
+
 
 BOUND = 0.5  # seconds: the most a webhook request may take, whatever the broker does
 

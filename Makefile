@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test test-postgres lint docs bench mutation clean typecheck matrix test-install dist
+.PHONY: install demo test test-postgres faults lint docs bench mutation clean typecheck matrix test-install dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ demo: $(STAMP)
 ## The whole test suite (SQLite unless DATABASE_URL is set).
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## The fault suite (docs/reliability.md): PostgreSQL, a private redis-server and a real Celery worker.
+## Writes the figures table to $(FAULT_FIGURES).  About two minutes.
+FAULT_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+FAULT_FIGURES ?= fault-figures.md
+faults: $(STAMP)
+	DATABASE_URL="$${DATABASE_URL:-$(FAULT_DATABASE_URL)}" TEST_DATABASE_NAME="$${TEST_DATABASE_NAME:-test_vault_wallets_faults}" \
+	  VAULT_FAULT_SUITE=1 VAULT_FAULT_FIGURES="$(FAULT_FIGURES)" \
+	  $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_fault_suite.py
+	@cat $(FAULT_FIGURES)
 
 lint: $(STAMP)
 	$(BIN)/ruff check vault_wallets tests example_project bench noxfile.py

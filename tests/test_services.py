@@ -61,12 +61,16 @@ def test_processor_error_is_recorded_as_failed(customer, card_token):
     assert charge.status == "failed" and charge.failure_code == "processing_error"
 
 
-def test_processor_unavailable_writes_nothing(customer, method, sandbox):
+def test_processor_unavailable_records_not_processed_then_same_key_charges(customer, method, sandbox):
     sandbox.faults.fail_next(1, kind="timeout")
     with pytest.raises(ProcessorUnavailable):
         services.charge(customer, 1000, "USD", idempotency_key="u-1")
-    assert Charge.objects.count() == 0
-    assert services.charge(customer, 1000, "USD", idempotency_key="u-1").status == "captured"
+    # Written before the call; the sandbox's look-up says it never charged.
+    record = Charge.objects.get()
+    assert (record.status, record.failure_code, record.amount_captured) == ("failed", "not_processed", 0)
+    again = services.charge(customer, 1000, "USD", idempotency_key="u-1")
+    assert again.pk == record.pk and again.status == "captured"
+    assert Charge.objects.count() == 1
 
 
 def test_another_customers_method_raises(customer, make_user, card_token):

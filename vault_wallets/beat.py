@@ -8,7 +8,12 @@ BEAT_SCHEDULE = {
     # Re-enqueue webhook events left unprocessed: broker down at receipt, worker killed, retry lost.
     "vault-wallets-sweep-webhook-events": {
         "task": "vault_wallets.tasks.sweep_webhook_events",
-        "schedule": 60.0,
+        "schedule": 10.0,  # cheap (one indexed query); recovery follows the outage, not a fixed delay
+    },
+    # Look up charges and refunds whose processor answer was lost.
+    "vault-wallets-sweep-money": {
+        "task": "vault_wallets.tasks.sweep_money",
+        "schedule": 30.0,
     },
     # Retry erasures left pending by a processor outage (each also schedules its own retry).
     "vault-wallets-sweep-erasures": {

@@ -38,7 +38,10 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_RETRY_BACKOFF_SECONDS": 30,
     "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": 3600,
-    "WEBHOOK_STALE_SECONDS": 600,
+    # An event not processed this long after receipt (or after the sweeper re-enqueued it) is
+    # enqueued again by the sweeper, unless a worker holds it (see docs/reliability.md).
+    "WEBHOOK_STALE_SECONDS": 60,
+    "WEBHOOK_RELAY_GRACE_SECONDS": 10,
     "NOC_CHUNK_SIZE": 100,
     # Abuse limits (card testing) on the shopper endpoints, "<count>/<second|minute|hour|day>";
     # None switches one off.  Merged key by key with THROTTLE_RATES_DEFAULTS (see the security docs).
@@ -51,6 +54,12 @@ DEFAULTS: dict[str, Any] = {
     "VERIFICATION_FAILURE_LIMIT": 3,
     "VERIFICATION_FAILURE_WINDOW_SECONDS": 3600,
     "VERIFICATION_COOLDOWN_SECONDS": 3600,
+    # Money whose answer was lost: first look-up after this many seconds, then backing off.
+    "CHARGE_RESOLVE_DELAY_SECONDS": 15,
+    # A charge still ``pending`` this long (the process calling the processor died) is looked up.
+    "CHARGE_PENDING_STALE_SECONDS": 300,
+    # Bounded hand-off from the request to the broker: events waiting in the in-process relay.
+    "RELAY_QUEUE_SIZE": 1000,
 }
 
 THROTTLE_RATES_DEFAULTS: dict[str, str | None] = {

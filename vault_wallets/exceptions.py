@@ -18,7 +18,7 @@ __all__ = [
     "VaultError", "PaymentMethodNotFound", "AddressNotFound", "ChargeNotFound", "PaymentMethodNotChargeable",
     "NoDefaultPaymentMethod", "InvalidAmount", "CurrencyMismatch", "IdempotencyConflict", "InvalidChargeState",
     "ProcessorError", "InvalidRequestError", "NotFoundError", "TemporaryTokenError", "VerificationFailedError",
-    "DeclinedError", "AuthenticationError", "ProcessorUnavailable", "UnsupportedOperation",
+    "DeclinedError", "AuthenticationError", "ProcessorUnavailable", "UnsupportedOperation", "ChargeOutcomeUnknown",
 ]
 
 
@@ -85,3 +85,20 @@ class InvalidChargeState(VaultError):
     """The charge is not in a state that allows this operation."""
 
     code, status = "invalid_charge_state", 409
+
+
+class ChargeOutcomeUnknown(ProcessorUnavailable):
+    """The processor's answer was lost (timeout, dropped connection, 5xx): the money may have moved.
+
+    ``charge`` (or ``refund``) is the recorded row, status ``unknown``; a task looks it up at the
+    processor and settles it (see docs/reliability.md).  Retrying with the same idempotency key
+    never charges twice: it answers from that row.  Still a ``ProcessorUnavailable`` (HTTP 503 in the
+    API), so a checkout that only knows that error stays safe.
+    """
+
+    default_code = "outcome_unknown"
+
+    def __init__(self, message: str = "", *, charge=None, refund=None, **kwargs):
+        self.charge = charge
+        self.refund = refund
+        super().__init__(message or "The processor's answer was lost; the outcome is being confirmed.", **kwargs)

@@ -42,6 +42,10 @@ def new_charge_uid() -> str:
     return new_uid("pay")
 
 
+def new_refund_uid() -> str:
+    return new_uid("rfd")
+
+
 def new_event_uid() -> str:
     return new_uid("evt")
 

@@ -223,7 +223,14 @@ class Charge(models.Model):
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
     currency = models.CharField(max_length=3)
-    status = models.CharField(max_length=16, choices=_choices(p.CHARGE_STATUSES))
+    status = models.CharField(max_length=16, choices=_choices(p.LOCAL_CHARGE_STATUSES), default=p.CHARGE_PENDING,
+                              help_text="pending: written before the processor call; unknown: its answer was "
+                                        "lost and a task is finding out (see docs/reliability.md).")
+    capture_requested = models.BooleanField(default=True, help_text="Charged with capture (else authorize only).")
+    description = models.CharField(max_length=200, blank=True)
+    resolve_attempts = models.PositiveIntegerField(default=0, editable=False)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True, editable=False,
+                                         help_text="When a pending/unknown charge is next looked up.")
     processor_reference = models.CharField(max_length=200, blank=True, db_index=True)
     idempotency_key = models.CharField(max_length=255)
     reference = models.CharField(max_length=200, blank=True, help_text="The shop's order reference.")
@@ -246,6 +253,47 @@ class Charge(models.Model):
     @property
     def refundable_amount(self) -> int:
         return max(self.amount_captured - self.amount_refunded, 0)
+
+    @property
+    def is_settled(self) -> bool:
+        """False while the outcome is not known yet (``pending`` or ``unknown``)."""
+        return self.status not in (p.CHARGE_PENDING, p.CHARGE_UNKNOWN)
+
+
+class Refund(models.Model):
+    """One refund of a charge, written ``pending`` before the processor call (like a Charge).
+
+    Its idempotency key defaults to ``refund-<charge uid>-<sequence>``: a retried refund sends the
+    same key, so the processor refunds once.  ``refunded_before`` is what the processor had
+    refunded of the charge when this refund was sent, to resolve a lost answer by fetching the charge.
+    """
+
+    PENDING, UNKNOWN, SUCCEEDED, FAILED = "pending", "unknown", "succeeded", "failed"
+    STATUSES = (PENDING, UNKNOWN, SUCCEEDED, FAILED)
+
+    uid = models.CharField(max_length=40, unique=True, default=ids.new_refund_uid, editable=False)
+    charge = models.ForeignKey(Charge, on_delete=models.PROTECT, related_name="refunds")
+    sequence = models.PositiveIntegerField()
+    amount = models.BigIntegerField(help_text="Integer minor units.")
+    idempotency_key = models.CharField(max_length=255)
+    status = models.CharField(max_length=16, choices=_choices(STATUSES), default=PENDING, db_index=True)
+    refunded_before = models.BigIntegerField(default=0)
+    failure_code = models.CharField(max_length=100, blank=True)
+    failure_message = models.TextField(blank=True)
+    resolve_attempts = models.PositiveIntegerField(default=0, editable=False)
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["charge", "sequence"]
+        constraints = [
+            models.UniqueConstraint(fields=["charge", "sequence"], name="vw_refund_sequence"),
+            models.UniqueConstraint(fields=["charge", "idempotency_key"], name="vw_refund_idempotency"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.uid} {self.amount} {self.status}"
 
 
 class WebhookEvent(models.Model):
@@ -295,6 +343,34 @@ class WebhookEvent(models.Model):
         if update_fields is not None and "event_id" in update_fields:
             kwargs["update_fields"] = {*update_fields, "event_id_hash"}
         super().save(*args, **kwargs)
+
+
+class NocChunk(models.Model):
+    """One chunk of saved methods a large notification of change refreshes, tracked durably.
+
+    The event is ``processed`` only when all its chunks are done; the sweeper re-enqueues a
+    chunk nobody is working on (a worker holds the chunk's row lock while refreshing it).
+    """
+
+    PENDING, DONE, FAILED = "pending", "done", "failed"
+    STATUSES = (PENDING, DONE, FAILED)
+
+    event = models.ForeignKey(WebhookEvent, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    method_pks = models.JSONField(default=list)
+    status = models.CharField(max_length=16, choices=_choices(STATUSES), default=PENDING, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_error = models.TextField(blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["event", "index"]
+        constraints = [models.UniqueConstraint(fields=["event", "index"], name="vw_noc_chunk_once")]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} chunk {self.index} ({self.status})"
 
 
 class PaymentMethodChange(models.Model):

@@ -43,19 +43,57 @@ def refresh_payment_methods(self, event_pk: int | None, method_pks: list[int]) -
 
 @shared_task(name="vault_wallets.tasks.sweep_webhook_events", ignore_result=True)
 def sweep_webhook_events() -> int:
-    """Re-enqueue events left unprocessed (broker down at receipt, worker killed, retries lost)."""
+    """Re-enqueue events and NOC chunks left unprocessed (broker down at receipt, worker killed,
+    retries lost); nothing a live worker holds."""
     return len(events.sweep())
 
 
-def _send(task, *args) -> bool:
-    """Publish without blocking the caller when the broker is down: the sweeper catches up."""
+@shared_task(bind=True, name="vault_wallets.tasks.refresh_noc_chunk", acks_late=True,
+             reject_on_worker_lost=True, ignore_result=True, max_retries=None)
+def refresh_noc_chunk(self, chunk_pk: int) -> str:
+    """Refresh one durable chunk of a large notification of change (see ``NocChunk``)."""
     try:
-        task.apply_async(args=list(args), retry=False)
+        return events.process_chunk(chunk_pk)
+    except events.RetryLater as later:
+        raise self.retry(countdown=later.countdown, args=[chunk_pk]) from None
+
+
+@shared_task(name="vault_wallets.tasks.resolve_charge", ignore_result=True, acks_late=True)
+def resolve_charge(charge_pk: int) -> str:
+    """Look up a charge whose answer was lost; it is looked up again by the sweeper if still unknown."""
+    from .models import Charge
+    from .services import charges
+
+    record = Charge.objects.filter(pk=charge_pk).first()
+    return charges.resolve_charge(record, source="task").status if record else "missing"
+
+
+@shared_task(name="vault_wallets.tasks.sweep_money", ignore_result=True)
+def sweep_money() -> int:
+    """Look up unsettled charges and refunds whose next look-up is due."""
+    from .services import charges
+
+    return charges.sweep_money()
+
+
+def _publish(task, args, countdown=None) -> bool:
+    try:
+        task.apply_async(args=list(args), retry=False, countdown=countdown)
         return True
-    except Exception as exc:  # the broker being unreachable must not fail the webhook request
+    except Exception as exc:  # the broker being unreachable must not fail the caller
         logger.warning("could not enqueue %s%r (%s); the sweeper will pick it up", task.name, args,
                        type(exc).__name__)
         return False
+
+
+def _send(task, *args, countdown=None) -> bool:
+    """Hand a message to the broker without blocking the caller (see ``vault_wallets.relay``):
+    inline with eager Celery; else through the relay thread.  The stored row is the message."""
+    from .relay import relay
+
+    if task.app.conf.task_always_eager:
+        return _publish(task, args, countdown)
+    return relay.submit(lambda: _publish(task, args, countdown), f"{task.name}{tuple(args)!r}")
 
 
 def enqueue_event(event_pk: int) -> bool:
@@ -64,6 +102,14 @@ def enqueue_event(event_pk: int) -> bool:
 
 def enqueue_refresh_chunk(event_pk: int | None, method_pks: list[int]) -> bool:
     return _send(refresh_payment_methods, event_pk, method_pks)
+
+
+def enqueue_noc_chunk(chunk_pk: int) -> bool:
+    return _send(refresh_noc_chunk, chunk_pk)
+
+
+def enqueue_resolve_charge(charge_pk: int, countdown: float | None = None) -> bool:
+    return _send(resolve_charge, charge_pk, countdown=countdown)
 
 
 # --------------------------------------------------------------------------------------

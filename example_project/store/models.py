@@ -31,7 +31,11 @@ class Order(models.Model):
     lines = models.JSONField(default=list)
     total_cents = models.PositiveIntegerField()
     currency = models.CharField(max_length=3, default="USD")
-    status = models.CharField(max_length=16, default="pending")  # pending | paid | declined | failed
+    # pending | paid | declined | failed | confirming (the processor's answer was lost: being looked up)
+    status = models.CharField(max_length=16, default="pending")
+    # One checkout page = one order: the Pay form carries this key, so a double submit (or five)
+    # finds the same order and its one charge (the charge's idempotency key is the order's).
+    checkout_key = models.CharField(max_length=64, null=True, blank=True, unique=True, editable=False)
     charge = models.ForeignKey("vault_wallets.Charge", null=True, blank=True, on_delete=models.PROTECT)
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -3,15 +3,18 @@ the amount is the order total computed here from the cart, never a number from t
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
+from django.dispatch import receiver
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from vault_wallets import services
-from vault_wallets.exceptions import ProcessorError, VaultError
+from vault_wallets.exceptions import ChargeOutcomeUnknown, ProcessorError, VaultError
 from vault_wallets.processors.money import to_major_string
+from vault_wallets.signals import charge_updated
 
 from .models import Order, Product
 
@@ -48,43 +51,72 @@ def checkout(request):
     return render(request, "store/checkout.html", {
         "lines": [(product, qty, to_major_string(product.price_cents * qty, product.currency))
                   for product, qty in lines],
-        "total": to_major_string(total, "USD"), "has_items": bool(lines),
+        "total": to_major_string(total, "USD"), "has_items": bool(lines), "checkout_key": secrets.token_urlsafe(24),
     })
+
+
+_SETTLED = {"captured": "paid", "authorized": "paid"}
+
+
+def _order_status(charge) -> str:
+    if charge.status in ("pending", "unknown"):
+        return "confirming"
+    return _SETTLED.get(charge.status, charge.status)
 
 
 @login_required
 @require_POST
 def pay(request):
     lines, total = _cart_lines(request)
-    if not lines:
-        messages.error(request, "Your cart is empty.")
-        return redirect("home")
-    customer = services.get_or_create_customer(request.user)
+    key = (request.POST.get("checkout_key") or "")[:64]
+    if not key:
+        messages.error(request, "Please reload the checkout page and try again.")
+        return redirect("checkout")
     method_uid = request.POST.get("saved_payment_method") or None
     if method_uid is None:
         messages.error(request, "Choose a saved card, or add one.")
         return redirect("checkout")
-    with transaction.atomic():
-        order = Order.objects.create(
-            user=request.user, total_cents=total, currency="USD",
-            lines=[{"product": p.slug, "name": p.name, "quantity": q, "price_cents": p.price_cents} for p, q in lines],
-        )
+    # One order per checkout page, whatever the number of clicks: the unique key makes concurrent
+    # submits meet on one row, and the order's idempotency key gives it one charge.
+    order = Order.objects.filter(checkout_key=key, user=request.user).first()
+    if order is None:
+        if not lines:
+            messages.error(request, "Your cart is empty.")
+            return redirect("home")
+        order, _ = Order.objects.get_or_create(checkout_key=key, user=request.user, defaults={
+            "total_cents": total, "currency": "USD",
+            "lines": [{"product": p.slug, "name": p.name, "quantity": q, "price_cents": p.price_cents}
+                      for p, q in lines]})
+    if order.status == "paid" or order.status == "confirming":
+        return redirect("order", uid=order.uid)
+    customer = services.get_or_create_customer(request.user)
     try:
         charge = services.charge(customer, order.total_cents, order.currency, method_uid,
                                  idempotency_key=f"order-{order.uid}", reference=order.uid)
+    except ChargeOutcomeUnknown as exc:  # being confirmed with the processor: never charged twice
+        charge = exc.charge
     except (VaultError, ProcessorError) as exc:
         order.status = "failed"
         order.save(update_fields=["status"])
         messages.error(request, f"Payment failed: {exc.message}")
         return redirect("checkout")
-    order.charge = charge
-    order.status = "paid" if charge.status in ("captured", "authorized") else charge.status
-    order.save(update_fields=["charge", "status"])
-    if order.status != "paid":
+    order.charge, order.status = charge, _order_status(charge)
+    # Concurrent submits answer from the same charge; never move a paid order back.
+    Order.objects.filter(pk=order.pk).exclude(status="paid").update(charge=charge, status=order.status)
+    if order.status not in ("paid", "confirming"):
         messages.error(request, f"Payment {charge.status}: {charge.failure_message or 'try another card.'}")
         return redirect("checkout")
     request.session["cart"] = {}
     return redirect("order", uid=order.uid)
+
+
+@receiver(charge_updated, dispatch_uid="store-order-follows-its-charge")
+def _order_follows_charge(sender, charge, **kwargs):
+    """A charge settled later (looked up, or by the processor's webhook): its order follows."""
+    Order.objects.filter(charge=charge).exclude(status=_order_status(charge)).update(status=_order_status(charge))
+    if charge.reference:
+        Order.objects.filter(uid=charge.reference, charge__isnull=True).update(charge=charge,
+                                                                                status=_order_status(charge))
 
 
 @login_required

@@ -72,6 +72,11 @@ CHARGE_STATUSES = (
     CHARGE_VOIDED,
     CHARGE_REFUNDED,
 )
+# Local states of a Charge (never a processor's answer): written before the processor call, and
+# after a call whose answer was lost (timeout, dropped connection, 5xx) until it is resolved.
+CHARGE_PENDING = "pending"
+CHARGE_UNKNOWN = "unknown"
+LOCAL_CHARGE_STATUSES = (CHARGE_PENDING, CHARGE_UNKNOWN, *CHARGE_STATUSES)
 
 # Normalized webhook event types (see ``NormalizedEvent``).
 EVENT_PAYMENT_METHOD_UPDATED = "payment_method.updated"
@@ -598,6 +603,24 @@ class BaseProcessor:
 
     def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
         raise NotImplementedError
+
+    # -- recovering lost answers (see docs/reliability.md) ---------------------------------
+    #: Seconds after an unanswered charge before ``find_charge`` finding nothing is believed
+    #: (a request may still be in flight at the processor).  0 where the lookup is authoritative.
+    charge_lookup_settle_seconds: ClassVar[float] = 120.0
+
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """The charge ``request`` made, if the processor has one, found by what this processor
+        allows (idempotency key, the reference sent with it); None when it has none.
+
+        Never creates a charge.  Raise ``UnsupportedOperation`` when the processor offers no way
+        to look a charge up (the charge then waits for the processor's webhook or staff).
+        """
+        raise UnsupportedOperation(f"{self.display_name} cannot look a charge up", processor=self.name)
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        """The current state of the charge with this processor reference (refunded amount included)."""
+        raise UnsupportedOperation(f"{self.display_name} cannot fetch a charge", processor=self.name)
 
     # -- browser -----------------------------------------------------------------------
     def get_client_token(self, customer: CustomerRef) -> ClientToken | None:

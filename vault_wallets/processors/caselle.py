@@ -922,6 +922,40 @@ class CaselleProcessor(BaseProcessor):
     def _payment(self, reference: str) -> dict[str, Any]:
         return self._call("GET", "/api/payments/{payment}", path_params={"payment": reference})
 
+    # Lost answers (docs/reliability.md): sending the validation again under ``<key>-validate``
+    # replays the same payment (Caselle's Idempotency-Key; a validation is only a fee quote, so a
+    # new one moves no money), and the payment's status says whether it was captured.
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        key = request.idempotency_key
+        if not key:
+            raise UnsupportedOperation("a Caselle payment is found by its idempotency key", processor=self.name)
+        method = request.method or self._default_method(request.customer)
+        body = {
+            "base_amount": self._check_amount(request.amount),
+            "tax_amount": 0,
+            "currency": request.currency.upper(),
+            "reference_id": request.reference or key,
+            "payment_method": {
+                "payment_method_type": WALLET_TYPES.get(method.method_type, "wallet_credit"),
+                "wallet": {"saved_payment_method_uid": method.method_id},
+            },
+        }
+        try:
+            validated = self._call("POST", "/api/payments", json=body, idempotency_key=f"{key}-validate")
+        except InvalidRequestError:
+            return None  # refused at validation: nothing was charged
+        if not validated.get("uid"):
+            return None
+        payment = self._payment(str(validated["uid"]))
+        state = _PAYMENT_STATUSES.get(str(payment.get("status")))
+        if state in (None, CHARGE_AUTHORIZED) and request.capture:
+            return None  # validated only: the capture never happened
+        return self._result({**body, **payment}, state or CHARGE_AUTHORIZED)
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        payment = self._payment(reference)
+        return self._result(payment, _PAYMENT_STATUSES.get(str(payment.get("status")), CHARGE_AUTHORIZED))
+
     def capture(
         self, reference: str, amount: int | None = None, *, idempotency_key: str = ""
     ) -> ChargeResult:

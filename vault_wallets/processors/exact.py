@@ -22,6 +22,7 @@ See ``docs/processors/exact.md`` for the endpoint-by-endpoint mapping and what i
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -649,6 +650,38 @@ class ExactProcessor(BaseProcessor):
 
     def _payment(self, payment_id: str) -> Mapping[str, Any]:
         return _dict(self._get("/payments/{payment_id}", {"payment_id": payment_id}))
+
+    #: How many of the newest payments ``find_charge`` reads (pages of 100).
+    FIND_PAGES = 5
+
+    # Lost answers (docs/reliability.md): the charge carries ``reference.correlationId`` = the key;
+    # the newest payments are listed (``GET /payments``, newest first) and matched on it.
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        key = request.idempotency_key
+        if not key:
+            raise p.UnsupportedOperation("an Exact payment is found by its correlationId: charge with a key",
+                                       processor=self.name)
+        for payment in self._paged("/payments", query={"$sort[createdAt]": -1}, maximum=self.FIND_PAGES * 100):
+            payment = _dict(payment)
+            if _text(_dict(payment.get("reference")).get("correlationId")) == key and \
+                    payment.get("type") in ("payment", "authorization"):
+                return self.fetch_charge(_payment_id(payment))
+        return None
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        payment = self._payment(reference)
+        result = self._result(payment, reference, cents(payment.get("amount")))
+        remaining = _dict(payment.get("refundDetails")).get("remaining")
+        captures = _dict(payment.get("captureDetails")).get("captures")
+        if captures:  # refunds are made on the capture
+            capture = self._payment(_text(captures[-1]))
+            remaining = _dict(capture.get("refundDetails")).get("remaining")
+            captured = cents(capture.get("amount"))
+            result = dataclasses.replace(result, amount_captured=captured)
+        if remaining is not None:
+            refunded = max((result.amount_captured or result.amount) - cents(remaining), 0)
+            result = dataclasses.replace(result, amount_refunded=refunded)
+        return result
 
     def _referenced(self, action: str, payment: Mapping[str, Any], amount: int) -> Mapping[str, Any]:
         """POST a ``ReferencedPayment`` (amount + the original authorization code) to capture/refund/void."""

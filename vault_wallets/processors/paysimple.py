@@ -565,6 +565,19 @@ class PaySimpleProcessor(BaseProcessor):
     def _payment(self, reference: str) -> dict:
         return self._call("GET", "/v4/payment/{payment_id}", params={"payment_id": reference})
 
+    # Lost answers (docs/reliability.md): the key is the payment's OrderId, searched among the
+    # customer's recent payments — the same search ``charge`` makes before paying.
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        key = request.idempotency_key[:50]
+        if not key:
+            raise UnsupportedOperation("a PaySimple payment is found by its OrderId: charge with a key",
+                                       processor=self.name)
+        payment = self._payment_with_order_id(request.customer, key)
+        return self._charge_result(payment) if payment is not None else None
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        return self._charge_result(self._payment(reference))
+
     def _charge_result(self, payment: Mapping[str, Any], *, status: str = "", amount: int | None = None
                        ) -> ChargeResult:
         amount = to_cents(abs(Decimal(str(payment.get("Amount", 0))))) if amount is None else amount

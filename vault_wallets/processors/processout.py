@@ -477,6 +477,37 @@ class ProcessOutProcessor(BaseProcessor):
         return self._pay(invoice_id, action, {"source": source}, f"{key}:{action}" if key else "",
                          request.amount, request.currency.upper())
 
+    # Lost answers (docs/reliability.md): the invoice is created under ``<key>:invoice``; sending
+    # that request again replays the same invoice (ProcessOut's Idempotency-Key), and its
+    # transaction says whether it was authorized/captured.  An invoice is not a payment: creating
+    # one (when the first request never arrived) moves no money.
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        key = request.idempotency_key
+        if not key:
+            raise UnsupportedOperation("a ProcessOut charge is found by its idempotency key", processor=self.name)
+        invoice = {
+            **(self.option("INVOICE_DEFAULTS") or {}),
+            "name": request.description or request.reference or "vault_wallets charge",
+            "amount": to_major_string(request.amount, request.currency),
+            "currency": request.currency.upper(),
+            "customer_id": request.customer.id,
+            **({"order_id": request.reference} if request.reference else {}),
+        }
+        body = self._call("POST", "/invoices", json=invoice, key=f"{key}:invoice")
+        invoice_id = str(self._object(body, "invoice").get("id") or "")
+        try:
+            transaction = self._invoice_transaction(invoice_id)
+        except NotFoundError:
+            return None  # no transaction: never authorized
+        result = self._result(invoice_id, transaction)
+        status = str(transaction.get("status") or "")
+        if result.status == CHARGE_FAILED and status not in ("failed",):
+            return None  # waiting / pending: nothing authorized
+        return result
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        return self._result(reference, self._invoice_transaction(reference))
+
     def capture(self, reference: str, amount: int | None = None, *,
                 idempotency_key: str = "") -> ChargeResult:
         transaction = self._invoice_transaction(reference)

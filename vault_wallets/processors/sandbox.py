@@ -46,11 +46,19 @@ SANDBOX_EVENT_TYPES = {
 
 
 class SandboxFaults:
-    """Make the next sandbox calls fail as a network processor would (for tests)."""
+    """Make the next sandbox calls fail as a network processor would (for tests).
+
+    ``fail_next`` fails before the call (nothing happens); ``drop_next`` ("apply, then drop the
+    answer") and ``late_next`` ("apply, then answer late": after ``seconds``, past the caller's
+    timeout) let the sandbox do the operation — committed, as a real processor's would be — and
+    then raise ``ProcessorUnavailable`` instead of answering.  ``only`` limits the after-call faults
+    to one operation (``"charge"``, ``"refund"``, ``"capture"``, ``"void"``, …).
+    """
 
     def __init__(self):
         self._lock = threading.Lock()
         self._pending: list[p.ProcessorError] = []
+        self._after: list[tuple[float, str]] = []
 
     def fail_next(self, count: int = 1, kind: str = "5xx") -> None:
         error = (p.ProcessorUnavailable("the sandbox did not answer in time", code="timeout", processor="sandbox")
@@ -60,15 +68,37 @@ class SandboxFaults:
         with self._lock:
             self._pending.extend([error] * count)
 
+    def drop_next(self, count: int = 1, only: str = "") -> None:
+        with self._lock:
+            self._after.extend([(0.0, only)] * count)
+
+    def late_next(self, seconds: float = 1.0, count: int = 1, only: str = "") -> None:
+        with self._lock:
+            self._after.extend([(seconds, only)] * count)
+
     def reset(self) -> None:
         with self._lock:
             self._pending.clear()
+            self._after.clear()
 
     def check(self) -> None:
         with self._lock:
             error = self._pending.pop(0) if self._pending else None
         if error is not None:
             raise error
+
+    def after(self, operation: str) -> None:
+        """Called once the operation was applied: drop or delay its answer if asked to."""
+        with self._lock:
+            index = next((i for i, (_, only) in enumerate(self._after) if not only or only == operation), None)
+            fault = self._after.pop(index) if index is not None else None
+        if fault is None:
+            return
+        if fault[0]:
+            time.sleep(fault[0])
+            raise p.ProcessorUnavailable("the sandbox did not answer in time", code="timeout", processor="sandbox")
+        raise p.ProcessorUnavailable("the sandbox closed the connection without answering",
+                                     code="connection_error", processor="sandbox")
 
 
 def _secret_bytes(secret: str) -> bytes:
@@ -93,9 +123,11 @@ class SandboxProcessor(BaseProcessor):
 
         self.faults.check()
         try:
-            return getattr(engine, operation)(self.account, *args, **kwargs)
+            answer = getattr(engine, operation)(self.account, *args, **kwargs)
         except engine.EngineError as exc:
             raise self._error(exc) from None
+        self.faults.after(operation)
+        return answer
 
     def _error(self, exc) -> p.ProcessorError:
         kwargs = {"code": exc.code, "http_status": exc.status, "processor": self.name}
@@ -198,6 +230,19 @@ class SandboxProcessor(BaseProcessor):
     def refund(self, reference: str, amount: int | None = None, *, idempotency_key: str = "") -> ChargeResult:
         return self._charge(self._call("refund", reference, amount, idempotency_key=idempotency_key))
 
+    # The sandbox's look-up is authoritative at once: its operations commit before they answer.
+    charge_lookup_settle_seconds = 0.0
+
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """By idempotency key (the sandbox keeps every keyed request's answer)."""
+        if not request.idempotency_key:
+            return None
+        found = self._call("find_charge", request.idempotency_key)
+        return self._charge(found) if found else None
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        return self._charge(self._call("get_charge", reference))
+
     # -- webhooks (Standard Webhooks) ---------------------------------------------------------
     def _secrets(self) -> list[str]:
         secrets = self.options.get("WEBHOOK_SECRETS") or []
@@ -299,6 +344,7 @@ class SandboxProcessor(BaseProcessor):
             customer_id=str(data.get("customer_id", "")),
             payment_method_ids=tuple(str(m) for m in method_ids if isinstance(m, str)),
             charge_reference=str(data.get("charge_id", "")), occurred_at=occurred, raw=payload,
+            data={k: str(data[k]) for k in ("idempotency_key", "reference") if isinstance(data.get(k), str)},
         )]
 
     # -- what the sandbox "server" does on its own (tests, the vault_sandbox command) --------

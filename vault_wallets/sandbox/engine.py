@@ -434,3 +434,19 @@ def refund(account: str, charge_id: str, amount: int | None = None, idempotency_
             return _charge_dict(record)
 
     return _idempotent(account, idempotency_key, "refund", {"charge": charge_id, "amount": amount}, run)
+
+
+def get_charge(account: str, charge_id: str) -> dict:
+    record = SandboxCharge.objects.filter(account=account, sid=charge_id).first()
+    if record is None:
+        raise EngineError(404, "charge_not_found", "No such charge.")
+    return _charge_dict(record)
+
+
+def find_charge(account: str, idempotency_key: str) -> dict | None:
+    """The charge a keyed charge request made, as it is now (None: no charge with this key)."""
+    record = SandboxIdempotencyRecord.objects.filter(account=account, key=idempotency_key,
+                                                     operation="charge").first()
+    if record is None:
+        return None
+    return get_charge(account, record.response["id"])

@@ -1,5 +1,6 @@
 """The services a shop's own code calls.  Each is atomic, and local rows change only after
-the processor call succeeded.
+the processor call succeeded — except money: a charge or refund is written ``pending`` before
+the call, so a lost answer is never lost from the books (see docs/reliability.md).
 
 ::
 

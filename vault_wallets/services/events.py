@@ -22,11 +22,11 @@ from datetime import date, timedelta
 from functools import partial
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from .. import conf
-from ..models import Charge, Customer, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
+from ..models import Charge, Customer, NocChunk, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
 from ..processors import base as p
 from ..processors import get_processor
 from ..signals import payment_method_updated, vault_event, webhook_processing_failed
@@ -96,13 +96,13 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     """
     from ..tasks import enqueue_event
 
-    stale = conf.get_setting("WEBHOOK_STALE_SECONDS")
+    grace = conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS")
     try:
         with transaction.atomic():
             event = WebhookEvent.objects.create(
                 account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
                 remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
-                body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=stale),
+                body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=grace),
             )
             transaction.on_commit(lambda: enqueue_event(event.pk))
     except IntegrityError:
@@ -167,6 +167,10 @@ def process_event(pk: int, *, force: bool = False) -> str:
             return "busy"  # another worker holds it (or it does not exist)
         if event.status in (WebhookEvent.PROCESSED, WebhookEvent.IGNORED) and not force:
             return event.status
+        if event.chunks.exists():
+            if not force:  # its work is in its chunks: they finish it (the sweeper re-enqueues them)
+                return event.status
+            event.chunks.all().delete()
         max_attempts = conf.get_setting("WEBHOOK_MAX_ATTEMPTS")
         event.attempts += 1
         event.status = WebhookEvent.PROCESSING
@@ -185,7 +189,7 @@ def process_event(pk: int, *, force: bool = False) -> str:
         else:
             event.status = outcome.status
             event.notes = outcome.notes
-            event.processed_at = timezone.now()
+            event.processed_at = None if outcome.status == WebhookEvent.PROCESSING else timezone.now()
             event.next_attempt_at = None
             event.last_error = event.last_traceback = ""
             event.save()
@@ -217,12 +221,17 @@ def _record_failure(event: WebhookEvent, exc: Exception, *, transient: bool, del
 
 
 def _after_commit(outcome: _Outcome) -> None:
-    from ..tasks import enqueue_refresh_chunk
+    from ..tasks import enqueue_noc_chunk
 
     for vault in outcome.signals:
         transaction.on_commit(partial(vault_event.send, sender=WebhookEvent, event=vault))
-    for chunk in outcome.chunks:
-        transaction.on_commit(partial(enqueue_refresh_chunk, outcome.webhook_pk, chunk))
+    if outcome.chunks:
+        grace = timedelta(seconds=conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS"))
+        chunks = [NocChunk.objects.create(event_id=outcome.webhook_pk, index=i, method_pks=pks,
+                                          next_attempt_at=timezone.now() + grace)
+                  for i, pks in enumerate(outcome.chunks)]
+        for chunk in chunks:
+            transaction.on_commit(lambda pk=chunk.pk: enqueue_noc_chunk(pk))
 
 
 def _handle(event: WebhookEvent) -> _Outcome:
@@ -244,9 +253,9 @@ def _handle(event: WebhookEvent) -> _Outcome:
             outcome.signals.append(VaultEvent(event.account, processor.name, item, event, tuple(methods)))
         elif item.type in CHARGE_EVENTS:
             handled = True
-            charge = Charge.objects.filter(customer__account=event.account,
-                                           processor_reference=item.charge_reference).first() \
-                if item.charge_reference else None
+            from .charges import link_charge_event
+
+            charge = link_charge_event(event.account, item)
             if charge is None:
                 outcome.notes.append(f"{item.type}: no local charge for this processor reference")
             outcome.signals.append(VaultEvent(event.account, processor.name, item, event, (), charge))
@@ -276,6 +285,7 @@ def _handle_method_event(event: WebhookEvent, processor: p.BaseProcessor, item: 
     if len(methods) > chunk_size:
         pks = [m.pk for m in methods]
         outcome.chunks.extend(pks[i:i + chunk_size] for i in range(0, len(pks), chunk_size))
+        outcome.status = WebhookEvent.PROCESSING  # processed when its chunks are
         outcome.notes.append(f"{len(methods)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
         return methods
     for method in methods:
@@ -361,30 +371,117 @@ def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     return changed
 
 
+# -- durable NOC chunks -------------------------------------------------------------------------
+
+
+def process_chunk(pk: int) -> str:
+    """Refresh one ``NocChunk`` once; when it is the event's last, mark the event processed.
+
+    The chunk's row lock is held while its methods are refreshed: a worker killed mid-chunk
+    rolls back and releases it, and the sweeper re-enqueues the chunk.  Raises ``RetryLater``
+    while the processor is unavailable.
+    """
+    retry: RetryLater | None = None
+    with transaction.atomic():
+        chunk = _lock(NocChunk.objects.filter(pk=pk)).first()
+        if chunk is None:
+            return "busy"
+        if chunk.status != NocChunk.PENDING:
+            return chunk.status
+        chunk.attempts += 1
+        try:
+            with transaction.atomic():
+                chunk.changed = refresh_chunk(chunk.event_id, chunk.method_pks)
+        except p.ProcessorUnavailable as exc:
+            delay = backoff_seconds(chunk.attempts)
+            chunk.last_error = f"ProcessorUnavailable: {exc.message}"[:2000]
+            if chunk.attempts >= conf.get_setting("WEBHOOK_MAX_ATTEMPTS"):
+                chunk.status, chunk.next_attempt_at = NocChunk.FAILED, None
+            else:
+                chunk.next_attempt_at = timezone.now() + timedelta(
+                    seconds=delay + conf.get_setting("WEBHOOK_STALE_SECONDS"))
+                retry = RetryLater(delay, exc.message)
+        else:
+            chunk.status, chunk.finished_at, chunk.next_attempt_at, chunk.last_error = (
+                NocChunk.DONE, timezone.now(), None, "")
+        chunk.save()
+        if chunk.status != NocChunk.PENDING:
+            _finish_chunked_event(chunk.event_id)
+    if retry is not None:
+        raise retry
+    return chunk.status
+
+
+def _finish_chunked_event(event_pk: int) -> None:
+    event = WebhookEvent.objects.select_for_update().filter(pk=event_pk).first()
+    if event is None or event.chunks.filter(status=NocChunk.PENDING).exists():
+        return
+    failed = event.chunks.filter(status=NocChunk.FAILED).count()
+    if failed:
+        event.status = WebhookEvent.FAILED
+        event.last_error = f"{failed} chunk(s) of this event could not be refreshed"
+    else:
+        event.status = WebhookEvent.PROCESSED
+        event.processed_at = timezone.now()
+    event.save(update_fields=["status", "processed_at", "last_error"])
+
+
 # -- sweeping ---------------------------------------------------------------------------------
+
+
+def _chunked():
+    return Exists(NocChunk.objects.filter(event=OuterRef("pk")))
 
 
 def due_events(now=None):
     """Events that should be (re)processed now: left received/processing past their due time,
-    and failed ones below the attempt limit whose backoff has passed."""
+    and failed ones below the attempt limit whose backoff has passed.  An event whose work is in
+    its chunks is not: its chunks are (``due_chunks``)."""
     now = now or timezone.now()
     max_attempts = conf.get_setting("WEBHOOK_MAX_ATTEMPTS")
     return WebhookEvent.objects.filter(
         Q(status__in=[WebhookEvent.RECEIVED, WebhookEvent.PROCESSING])
         | Q(status=WebhookEvent.FAILED, attempts__lt=max_attempts),
         Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True),
-    )
+    ).filter(~_chunked())
+
+
+def waiting_events():
+    """Everything waiting to be processed, due or not (what ``vault_process_events`` processes):
+    received or processing events, and failed ones below the attempt limit."""
+    max_attempts = conf.get_setting("WEBHOOK_MAX_ATTEMPTS")
+    return WebhookEvent.objects.filter(
+        Q(status__in=[WebhookEvent.RECEIVED, WebhookEvent.PROCESSING])
+        | Q(status=WebhookEvent.FAILED, attempts__lt=max_attempts)).filter(~_chunked())
+
+
+def due_chunks(now=None):
+    now = now or timezone.now()
+    return NocChunk.objects.filter(status=NocChunk.PENDING).filter(
+        Q(next_attempt_at__lte=now) | Q(next_attempt_at__isnull=True))
+
+
+def _claimable(queryset, limit: int) -> list[int]:
+    """pks of ``queryset`` no worker holds right now (a worker holds its event's or chunk's row
+    lock while processing it: the lock is the lease, released the moment its connection dies)."""
+    return list(_lock(queryset.order_by("pk")).values_list("pk", flat=True)[:limit])
 
 
 def sweep(now=None, limit: int = 500) -> list[int]:
-    """Re-enqueue due events; return their pks."""
-    from ..tasks import enqueue_event
+    """Re-enqueue due events and chunks nobody is working on; return the events' pks."""
+    from ..tasks import enqueue_event, enqueue_noc_chunk
 
     now = now or timezone.now()
-    stale = conf.get_setting("WEBHOOK_STALE_SECONDS")
-    pks = list(due_events(now).order_by("received_at").values_list("pk", flat=True)[:limit])
-    if pks:
-        WebhookEvent.objects.filter(pk__in=pks).update(next_attempt_at=now + timedelta(seconds=stale))
-        for pk in pks:
-            enqueue_event(pk)
+    stale = timedelta(seconds=conf.get_setting("WEBHOOK_STALE_SECONDS"))
+    with transaction.atomic():
+        pks = _claimable(due_events(now), limit)
+        if pks:
+            WebhookEvent.objects.filter(pk__in=pks).update(next_attempt_at=now + stale)
+        chunk_pks = _claimable(due_chunks(now), limit)
+        if chunk_pks:
+            NocChunk.objects.filter(pk__in=chunk_pks).update(next_attempt_at=now + stale)
+    for pk in pks:
+        enqueue_event(pk)
+    for pk in chunk_pks:
+        enqueue_noc_chunk(pk)
     return pks

@@ -16,7 +16,13 @@ Fault switches, shared by every fake (``fake.faults``):
   the processor's own error shape;
 * ``hang_next(seconds, count=1)`` — the next requests sleep ``seconds`` before answering
   (longer than the client's read timeout to simulate a timeout);
-* ``decline_all`` — every payment is declined, whatever the card.
+* ``decline_all`` — every payment is declined, whatever the card;
+* ``drop_next(count=1, method="POST", path="")`` — "apply, then drop the answer": the next matching
+  requests are handled (the payment is made) and the connection is closed without an answer;
+* ``late_next(seconds, count=1, method="POST", path="")`` — "apply, then answer late": handled
+  at once, answered after ``seconds`` (past the client's read timeout, it sees a timeout).
+
+``path`` is a substring of the request path (e.g. ``"/payments"``); ``method`` "" matches any.
 
 A request still hung when the next test's ``reset()`` runs is dropped unanswered: it never
 reaches a handler, so it cannot change the new test's state.
@@ -137,6 +143,7 @@ class Faults:
             self.decline_all = False
             self._fail: list[int] = []
             self._hang: list[float] = []
+            self._after: list[tuple[float | None, str, str]] = []
 
     def fail_next(self, status: int = 503, count: int = 1) -> None:
         with self._lock:
@@ -145,6 +152,23 @@ class Faults:
     def hang_next(self, seconds: float = 5.0, count: int = 1) -> None:
         with self._lock:
             self._hang.extend([seconds] * count)
+
+    def drop_next(self, count: int = 1, method: str = "POST", path: str = "") -> None:
+        with self._lock:
+            self._after.extend([(None, method.upper(), path)] * count)
+
+    def late_next(self, seconds: float = 5.0, count: int = 1, method: str = "POST", path: str = "") -> None:
+        with self._lock:
+            self._after.extend([(seconds, method.upper(), path)] * count)
+
+    def take_after(self, method: str, path: str) -> tuple[bool, float | None]:
+        """``(matched, delay)`` for a request already handled: delay None drops the answer."""
+        with self._lock:
+            for i, (delay, want_method, want_path) in enumerate(self._after):
+                if (not want_method or want_method == method) and want_path in path:
+                    del self._after[i]
+                    return True, delay
+        return False, None
 
     def take(self) -> tuple[float, int | None]:
         with self._lock:
@@ -339,6 +363,12 @@ class FakeServer:
             response = self.handle(request)
         with self.lock:
             self.calls.append((request.method, request.path, response.status))
+        matched, late = self.faults.take_after(request.method, request.path)
+        if matched and late is None:  # applied; the answer is lost
+            handler.close_connection = True
+            return
+        if matched:
+            time.sleep(late)
         payload, headers = response.encode()
         try:
             handler.send_response(response.status)

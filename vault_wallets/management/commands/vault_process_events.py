@@ -1,7 +1,7 @@
 """Process stored webhook events by hand, in this process (no broker needed).
 
-    manage.py vault_process_events                 # due events: received/processing for longer than
-                                                   # WEBHOOK_STALE_SECONDS, retryable failures past their backoff
+    manage.py vault_process_events                 # what is waiting: received/processing events, retryable
+                                                   # failures, and pending chunks of large NOCs
     manage.py vault_process_events --failed        # also every failed event, even past the attempt limit
     manage.py vault_process_events --ids evt_… evt_…   # these events, whatever their status
     manage.py vault_process_events --since 2026-11-01T00:00
@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from vault_wallets.models import WebhookEvent
+from vault_wallets.models import NocChunk, WebhookEvent
 from vault_wallets.services import events
 
 
@@ -33,8 +33,8 @@ class Command(BaseCommand):
             hashes = [WebhookEvent.hash_event_id(i) for i in ids]
             queryset = WebhookEvent.objects.filter(Q(uid__in=ids) | Q(event_id_hash__in=hashes))
         else:
-            due = events.due_events(timezone.now())
-            queryset = due | WebhookEvent.objects.filter(status=WebhookEvent.FAILED) if failed else due
+            waiting = events.waiting_events()
+            queryset = waiting | WebhookEvent.objects.filter(status=WebhookEvent.FAILED) if failed else waiting
         if since:
             moment = parse_datetime(since) or (parse_date(since) and parse_datetime(f"{since}T00:00:00"))
             if moment is None:
@@ -56,5 +56,13 @@ class Command(BaseCommand):
             counts[status] = counts.get(status, 0) + 1
             event = WebhookEvent.objects.get(pk=pk)
             self.stdout.write(f"{event.uid} {event.event_type or '-'}: {status}")
+        if not ids:
+            for chunk in NocChunk.objects.filter(status=NocChunk.PENDING, event__in=queryset.model.objects.filter(
+                    account=account) if account else WebhookEvent.objects.all()).order_by("pk"):
+                try:
+                    status = events.process_chunk(chunk.pk)
+                except events.RetryLater as later:
+                    status = f"retry later ({later})"
+                self.stdout.write(f"{chunk}: {status}")
         summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "nothing to do"
         self.stdout.write(self.style.SUCCESS(f"{len(pks)} event(s): {summary}"))

@@ -1,0 +1,69 @@
+"""The example shop's checkout on a double submit: five concurrent "Pay" clicks → one order, one charge.
+
+Runs ``example_project`` as ``make demo`` does (its own SQLite file, the sandbox, threaded
+runserver on a free port) and submits the same checkout form five times at once over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+
+import django
+import pytest
+import requests
+
+from tests.test_browser import SHOP, Shop  # noqa: F401
+
+pytestmark = [
+    pytest.mark.skipif(bool(os.environ.get("DATABASE_URL")), reason="runs in the SQLite pass"),
+    pytest.mark.skipif(django.VERSION < (5, 1), reason="the demo's SQLite waits for writers from Django 5.1"),
+    pytest.mark.timeout(180),
+]
+
+
+def _csrf(session, url):
+    session.get(url, timeout=10)
+    return session.cookies["csrftoken"]
+
+
+def test_five_concurrent_pay_clicks_make_one_order_and_one_charge(tmp_path):
+    with Shop(tmp_path) as shop:
+        s = requests.Session()
+        token = _csrf(s, shop.url + "/accounts/login/")
+        r = s.post(shop.url + "/accounts/login/", data={"username": "shopper", "password": "shopper-demo-pass",
+                                                         "csrfmiddlewaretoken": token}, timeout=10)
+        assert r.ok and "sessionid" in s.cookies
+        s.post(shop.url + "/cart/add/pour-over-kettle/", data={"csrfmiddlewaretoken": s.cookies["csrftoken"]},
+               timeout=10)
+        card = s.post(shop.url + "/wallet/sandbox/tokens/", json={"number": "4242424242424242", "exp_month": 12,
+                                                                 "exp_year": 2034, "cvc": "123"}, timeout=10).json()
+        saved = s.post(shop.url + "/wallet/api/payment-methods/", json={"token": card["token"]},
+                       headers={"X-CSRFToken": s.cookies["csrftoken"]}, timeout=10)
+        assert saved.status_code == 201, saved.text
+        page = s.get(shop.url + "/checkout/", timeout=10).text
+        key = re.search(r'name="checkout_key" value="([^"]+)"', page).group(1)
+        form = {"csrfmiddlewaretoken": s.cookies["csrftoken"], "checkout_key": key,
+                "payment_method": saved.json()["id"]}
+        barrier, statuses = threading.Barrier(5), []
+
+        def click():
+            barrier.wait()
+            statuses.append(s.post(shop.url + "/checkout/pay/", data=form, timeout=30).status_code)
+
+        threads = [threading.Thread(target=click) for _ in range(5)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert statuses == [200] * 5, (tmp_path / "server.log").read_text()[-3000:]
+        counts = shop.manage("shell", "-c", (
+            "import json; from store.models import Order; from vault_wallets.models import Charge; "
+            "from vault_wallets.sandbox.models import SandboxCharge; "
+            "print(json.dumps([Order.objects.count(), Charge.objects.count(), SandboxCharge.objects.count(), "
+            "list(Order.objects.values_list('status', flat=True))]))")).stdout
+        orders, local_charges, processor_charges, order_statuses = json.loads(counts.strip().splitlines()[-1])
+        assert (orders, local_charges, processor_charges) == (1, 1, 1), counts
+        assert order_statuses == ["paid"]

@@ -40,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_RETRY_BACKOFF_MAX_SECONDS": 3600,
     "WEBHOOK_STALE_SECONDS": 600,
     "NOC_CHUNK_SIZE": 100,
+    # Processor fetches in flight at once per chunk task (threads; see docs/benchmarks.md).
+    "NOC_FETCH_CONCURRENCY": 16,
 }
 
 

@@ -442,6 +442,9 @@ class BaseProcessor:
     display_name: ClassVar[str] = "Processor"
     #: Whether ``get_client_token`` returns a token.
     supports_client_token: ClassVar[bool] = False
+    #: Whether ``fetch_payment_method`` may run in several threads at once (a large NOC's chunks
+    #: fetch concurrently); False for a processor whose "server" is this process's database.
+    concurrent_fetches: ClassVar[bool] = True
     #: Whether the processor stores addresses itself (``save_address`` works).
     supports_addresses: ClassVar[bool] = False
     #: Options that must be present; checked by the system checks.

@@ -80,6 +80,7 @@ class SandboxProcessor(BaseProcessor):
     name = "sandbox"
     display_name = "Sandbox"
     secret_options = ("WEBHOOK_SECRETS",)
+    concurrent_fetches = False  # its engine is this database: fetched in the caller's thread
 
     def __init__(self, account: str, options: dict[str, Any] | None = None):
         super().__init__(account, options)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import random
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -95,8 +96,12 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     from ..tasks import enqueue_event
 
     stale = conf.get_setting("WEBHOOK_STALE_SECONDS")
+    # In autocommit (the webhook view) the INSERT commits by itself and on_commit runs at once:
+    # one round trip instead of BEGIN/INSERT/COMMIT.  Inside a caller's transaction, a savepoint
+    # keeps a duplicate's IntegrityError from breaking it.
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with savepoint:
             event = WebhookEvent.objects.create(
                 account=account, processor=processor.name, event_id=event_id[:255], event_type=event_type[:128],
                 remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
@@ -285,11 +290,24 @@ def refresh_payment_method(method: SavedPaymentMethod, *, source_event: WebhookE
     ``ProcessorUnavailable`` (retry later); writes nothing then.
     """
     customer = method.customer
-    processor = get_processor(customer.account)
+    return apply_fetched(method, _fetch(customer.account, customer.processor_ref, method.processor_ref),
+                         source_event=source_event, source=source)
+
+
+def _fetch(account: str, customer: p.CustomerRef, method: p.MethodRef) -> p.VaultedMethod | None:
+    """The processor's current view of a method (None: it no longer knows it).  Plain values in, no
+    database access, so it may run in a thread."""
     try:
-        fetched = processor.fetch_payment_method(customer.processor_ref, method.processor_ref)
+        return get_processor(account).fetch_payment_method(customer, method)
     except p.NotFoundError:
-        fetched = None
+        return None
+
+
+def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *,
+                  source_event: WebhookEvent | None = None,
+                  source: str = "manual refresh") -> PaymentMethodChange | None:
+    """Apply what the processor answered for ``method`` (``refresh_payment_method``'s second half)."""
+    customer = method.customer
     with transaction.atomic():
         Customer.objects.select_for_update().filter(pk=customer.pk).first()
         current = SavedPaymentMethod.objects.select_for_update().get(pk=method.pk)
@@ -327,11 +345,44 @@ def refresh_payment_method(method: SavedPaymentMethod, *, source_event: WebhookE
 def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     """Refresh several methods (one chunk of a large event); return how many changed."""
     event = WebhookEvent.objects.filter(pk=webhook_pk).first() if webhook_pk else None
-    changed = 0
-    for method in SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks):
-        if refresh_payment_method(method, source_event=event,
-                                  source=event.event_type if event else "manual refresh") is not None:
-            changed += 1
+    methods = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks))
+    return refresh_concurrently(methods, source_event=event, source=event.event_type if event else "manual refresh")
+
+
+def refresh_concurrently(methods: list[SavedPaymentMethod], *, source_event: WebhookEvent | None = None,
+                         source: str = "manual refresh", concurrency: int | None = None) -> int:
+    """Refresh ``methods``: fetch them from the processor concurrently, apply each answer here.
+
+    At most ``NOC_FETCH_CONCURRENCY`` fetches are in flight (threads sharing each processor's
+    pooled HTTP session); every database write stays in this thread, applied as soon as its
+    fetch returns, so writing overlaps waiting.  Every answer that arrived is applied; then the
+    first failure (e.g. ``ProcessorUnavailable``) is raised so the task retries the chunk —
+    re-fetching is idempotent.  Returns how many methods changed.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    limit = max(1, min(concurrency or conf.get_setting("NOC_FETCH_CONCURRENCY"), len(methods) or 1))
+    if not all(get_processor(account).concurrent_fetches for account in {m.customer.account for m in methods}):
+        limit = 1
+    changed, failure = 0, None
+    if limit == 1:
+        for method in methods:
+            if refresh_payment_method(method, source_event=source_event, source=source) is not None:
+                changed += 1
+        return changed
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="vault-fetch") as pool:
+        futures = {pool.submit(_fetch, m.customer.account, m.customer.processor_ref, m.processor_ref): m
+                   for m in methods}
+        for future in as_completed(futures):
+            try:
+                fetched = future.result()
+            except Exception as exc:  # applied after the others; the first one is raised
+                failure = failure or exc
+                continue
+            if apply_fetched(futures[future], fetched, source_event=source_event, source=source) is not None:
+                changed += 1
+    if failure is not None:
+        raise failure
     return changed
 
 

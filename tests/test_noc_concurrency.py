@@ -1,0 +1,109 @@
+"""A large NOC's chunk fetches its methods concurrently (bounded), writes in one thread, loses nothing.
+
+Against the Caselle fake over real loopback HTTP with injected latency; the fake counts how many
+requests it is answering at once.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tests.processors.test_caselle import options_for
+from vault_wallets.models import Customer, PaymentMethodChange, SavedPaymentMethod
+from vault_wallets.processors import get_processor
+from vault_wallets.processors.base import ProcessorUnavailable
+from vault_wallets.services import events
+from vault_wallets.testing.fakes.caselle import caselle_fake  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def noc_account(settings, caselle_fake):  # noqa: F811
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "NOC_FETCH_CONCURRENCY": 4, "ACCOUNTS": {
+        **settings.VAULT_WALLETS["ACCOUNTS"],
+        "noc": {"PROCESSOR": "vault_wallets.processors.caselle.CaselleProcessor",
+                "OPTIONS": options_for(caselle_fake, RETRIES=0, TIMEOUT=(2, 5))},
+    }}
+    return caselle_fake
+
+
+def seed(fake, count: int) -> list[SavedPaymentMethod]:
+    """``count`` customers with one card each, at the fake (expiry 2031) and here (expiry 2030)."""
+    methods = []
+    for i in range(count):
+        customer_uid, method_uid = f"cus_noc{i:04d}", f"spm_noc{i:04d}"
+        fake.customers[customer_uid] = {"uid": customer_uid, "reference_id": f"noc-{i}", "name": "", "email": "",
+                                        "created_at": "2026-01-01T00:00:00Z"}
+        fake.saved_methods[method_uid] = {
+            "uid": method_uid, "customer_uid": customer_uid, "type": "credit", "token": f"pxy_noc{i:04d}",
+            "details": {"last4": "4242", "exp_month": 9, "exp_year": 2031, "card_brand": "VISA"},
+            "behaviour": "ok", "status": "active", "is_default": True,
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"}
+        customer = Customer.objects.create(account="noc", reference_id=f"noc-{i}", processor_customer_id=customer_uid)
+        methods.append(SavedPaymentMethod.objects.create(
+            customer=customer, processor_token=f"pxy_noc{i:04d}", processor_method_id=method_uid,
+            processor_lookup=SavedPaymentMethod.lookup_for("noc", method_uid), brand="VISA", last4="4242",
+            exp_month=9, exp_year=2030, is_default=True))
+    return methods
+
+
+def count_in_flight(fake) -> dict:
+    """Wrap the fake's dispatch to record the most requests it was answering at once."""
+    state = {"now": 0, "peak": 0, "lists": 0}
+    lock = threading.Lock()
+    original = fake._dispatch
+
+    def counting(handler):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            state["lists"] += "/payment-methods" in handler.path
+        try:
+            original(handler)
+        finally:
+            with lock:
+                state["now"] -= 1
+
+    fake._dispatch = counting
+    return state
+
+
+def test_a_chunk_fetches_concurrently_within_the_bound(noc_account):
+    fake = noc_account
+    methods = seed(fake, 12)
+    get_processor("noc")._tokens.get()  # the access token first, so only fetches are counted
+    fake.faults.latency = 0.2
+    state = count_in_flight(fake)
+    changed = events.refresh_chunk(None, [m.pk for m in methods])
+    assert changed == 12 and state["lists"] == 12
+    assert 2 <= state["peak"] <= 4, state  # concurrent, and never past NOC_FETCH_CONCURRENCY
+    assert set(SavedPaymentMethod.objects.values_list("exp_year", flat=True)) == {2031}
+    assert PaymentMethodChange.objects.count() == 12
+
+
+def test_concurrency_of_one_fetches_one_at_a_time(noc_account, settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "NOC_FETCH_CONCURRENCY": 1}
+    methods = seed(noc_account, 4)
+    get_processor("noc")._tokens.get()
+    noc_account.faults.latency = 0.05
+    state = count_in_flight(noc_account)
+    assert events.refresh_chunk(None, [m.pk for m in methods]) == 4
+    assert state["peak"] == 1
+
+
+def test_a_failed_fetch_applies_the_others_then_raises(noc_account):
+    fake = noc_account
+    methods = seed(fake, 8)
+    get_processor("noc")._tokens.get()
+    fake.faults.fail_next(503, count=1)  # one fetch fails (no retries configured), seven answer
+    with pytest.raises(ProcessorUnavailable):
+        events.refresh_chunk(None, [m.pk for m in methods])
+    years = sorted(SavedPaymentMethod.objects.values_list("exp_year", flat=True))
+    assert years == [2030] + [2031] * 7
+    assert PaymentMethodChange.objects.count() == 7
+    # The task's retry refreshes the chunk again: the one left over is done, nothing twice.
+    assert events.refresh_chunk(None, [m.pk for m in methods]) == 1
+    assert PaymentMethodChange.objects.count() == 8

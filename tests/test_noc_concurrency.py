@@ -107,3 +107,36 @@ def test_a_failed_fetch_applies_the_others_then_raises(noc_account):
     # The task's retry refreshes the chunk again: the one left over is done, nothing twice.
     assert events.refresh_chunk(None, [m.pk for m in methods]) == 1
     assert PaymentMethodChange.objects.count() == 8
+
+
+def test_a_closed_default_is_replaced_in_a_concurrent_chunk(noc_account, django_capture_on_commit_callbacks):
+    from vault_wallets import signals
+
+    fake = noc_account
+    first, second = seed(fake, 2)
+    second.customer = first.customer  # both cards belong to one shopper; the first is the default
+    second.is_default = False
+    second.save()
+    fake.saved_methods["spm_noc0001"]["customer_uid"] = "cus_noc0000"
+    fake.saved_methods["spm_noc0000"]["status"] = "closed"
+    received = []
+
+    def on_update(sender, payment_method, changes, promoted, **kwargs):
+        received.append((payment_method.pk, promoted.pk if promoted else None))
+
+    signals.payment_method_updated.connect(on_update)
+    try:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as ctx, django_capture_on_commit_callbacks(execute=True):
+            assert events.refresh_chunk(None, [first.pk, second.pk]) == 2
+    finally:
+        signals.payment_method_updated.disconnect(on_update)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.is_default) == ("closed", False)
+    assert (second.exp_year, second.is_default) == (2031, True)
+    assert sorted(received) == sorted([(first.pk, second.pk), (second.pk, None)])
+    # Writes are batched: a fixed handful of queries, not several per method.
+    assert len(ctx.captured_queries) <= 14, [q["sql"][:80] for q in ctx.captured_queries]

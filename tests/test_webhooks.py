@@ -141,10 +141,22 @@ def test_malformed_json_is_400(sandbox):
 
 
 def test_too_large_is_413(sandbox):
-    body = b'{"id":"evt_big","pad":"' + b"x" * (256 * 1024) + b'"}'
+    from vault_wallets import conf
+
+    body = b'{"id":"evt_big","pad":"' + b"x" * conf.get_setting("WEBHOOK_MAX_BODY_BYTES") + b'"}'
     response = post(body, sandbox.sign_webhook("evt_big", body))
     assert response.status_code == 413
     assert WebhookEvent.objects.count() == 0
+
+
+def test_an_account_updater_batch_of_20000_ids_is_accepted(sandbox):
+    """A NOC naming 20,000 methods (ids as long as Caselle's) is about 480 KB: stored, not 413."""
+    ids = [f"spm_{i:016x}" for i in range(20000)]
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": ids}, event_id="evt_batch")
+    assert len(body) > 256 * 1024
+    response = post(body, headers)
+    assert response.status_code == 200, response.content
+    assert WebhookEvent.objects.get().event_id == "evt_batch"
 
 
 def test_get_is_405():

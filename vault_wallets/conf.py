@@ -33,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     # Key for customer tokens and fingerprints; derived from SECRET_KEY when empty.
     "SIGNING_KEY": "",
     # Webhooks (see the webhooks docs).
-    "WEBHOOK_MAX_BODY_BYTES": 256 * 1024,
+    # 1 MiB: an account updater's notification of change can name tens of thousands of methods
+    # (a Caselle provider.noc with 10,900 ids is already over 256 KiB).
+    "WEBHOOK_MAX_BODY_BYTES": 1024 * 1024,
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_RETRY_BACKOFF_SECONDS": 30,

@@ -35,6 +35,10 @@ class PaymentMethodSerializer(serializers.ModelSerializer):
     def get_brand(self, obj) -> str:
         return obj.bank_name if obj.method_type == p.METHOD_ACH and not obj.brand else obj.brand
 
+    #: The model fields ``to_representation`` reads (the list endpoint selects only these).
+    SOURCE_FIELDS = ("uid", "method_type", "brand", "bank_name", "last4", "exp_month", "exp_year", "label",
+                     "is_default", "verification_status", "status", "created_at")
+
     def to_representation(self, obj) -> dict:
         """The fields above, built directly: the list endpoint's hot path.
 

@@ -242,21 +242,24 @@ def _handle_method_event(event: WebhookEvent, processor: p.BaseProcessor, item: 
     lookups = {SavedPaymentMethod.lookup_for(event.account, mid): mid for mid in item.payment_method_ids}
     if not lookups and item.customer_id:
         # A customer-level event (processors without per-method events): refresh its methods.
-        methods = list(SavedPaymentMethod.objects.visible().filter(
-            customer__account=event.account, customer__processor_customer_id=item.customer_id))
+        queryset = SavedPaymentMethod.objects.visible().filter(
+            customer__account=event.account, customer__processor_customer_id=item.customer_id)
     else:
-        methods = list(SavedPaymentMethod.objects.filter(customer__account=event.account,
-                                                         processor_lookup__in=list(lookups)))
-    found = {m.processor_lookup for m in methods}
+        queryset = SavedPaymentMethod.objects.filter(customer__account=event.account,
+                                                     processor_lookup__in=list(lookups))
+    # Ids first (light): a large event only needs them, for its chunks.
+    rows = list(queryset.values_list("pk", "processor_lookup"))
+    found = {lookup for _, lookup in rows}
     unknown = [lookups[h] for h in lookups if h not in found]
     if unknown:
         outcome.notes.append(f"{len(unknown)} payment method id(s) unknown here")
     chunk_size = conf.get_setting("NOC_CHUNK_SIZE")
-    if len(methods) > chunk_size:
-        pks = [m.pk for m in methods]
+    if len(rows) > chunk_size:
+        pks = [pk for pk, _ in rows]
         outcome.chunks.extend(pks[i:i + chunk_size] for i in range(0, len(pks), chunk_size))
-        outcome.notes.append(f"{len(methods)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
-        return methods
+        outcome.notes.append(f"{len(rows)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
+        return list(queryset.for_display())  # for the signal: nothing decrypted
+    methods = list(queryset)
     for method in methods:
         refresh_payment_method(method, source_event=event, source=item.type)
     return methods
@@ -303,6 +306,65 @@ def _fetch(account: str, customer: p.CustomerRef, method: p.MethodRef) -> p.Vaul
         return None
 
 
+def _apply_to(current: SavedPaymentMethod, fetched: p.VaultedMethod | None) -> None:
+    """Set ``current``'s display fields from the processor's answer (None: closed there)."""
+    if fetched is None:
+        current.status = p.METHOD_CLOSED
+    else:
+        current.brand = fetched.brand[:32] or current.brand
+        current.last4 = fetched.last4[-4:] or current.last4
+        current.exp_month = fetched.exp_month or current.exp_month
+        current.exp_year = fetched.exp_year or current.exp_year
+        if fetched.verification_status in p.VERIFICATION_STATUSES and \
+                fetched.verification_status != p.VERIFICATION_UNKNOWN:
+            current.verification_status = fetched.verification_status
+        current.status = _status_from(fetched)
+    if current.is_default and not current.is_chargeable:
+        current.is_default = False
+
+
+def apply_fetched_batch(answers: list[tuple[SavedPaymentMethod, p.VaultedMethod | None]], *,
+                        source_event: WebhookEvent | None = None, source: str = "manual refresh") -> int:
+    """``apply_fetched`` for many methods in one transaction and a handful of queries; returns how many
+    changed.  Locks the customers, then the methods (each in pk order, so concurrent chunks never
+    deadlock), writes only what changed, then promotes a new default where one was lost."""
+    if not answers:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        customers = {c.pk: c for c in Customer.objects.select_for_update().order_by("pk")
+                     .filter(pk__in={m.customer_id for m, _ in answers})}
+        currents = {m.pk: m for m in SavedPaymentMethod.objects.select_for_update().order_by("pk")
+                    .for_display().filter(pk__in=[m.pk for m, _ in answers])}
+        changed, history, lost_default, lost_pks = [], [], [], set()
+        for method, fetched in answers:
+            current = currents.get(method.pk)
+            if current is None or current.status == p.METHOD_REMOVED:
+                continue
+            before = _snapshot(current)
+            _apply_to(current, fetched)
+            after = _snapshot(current)
+            if after == before:
+                continue
+            current.updated_at = now
+            changed.append(current)
+            history.append(PaymentMethodChange(payment_method=current, source_event=source_event,
+                                               source=source[:64], before=before, after=after))
+            if before["is_default"] and not current.is_default:
+                lost_default.append(current.customer_id)
+                lost_pks.add(current.pk)
+        SavedPaymentMethod.objects.bulk_update(changed, ["brand", "last4", "exp_month", "exp_year",
+                                                         "verification_status", "status", "is_default",
+                                                         "updated_at"])
+        PaymentMethodChange.objects.bulk_create(history)
+        promoted = {pk: promote_next_default(customers[pk]) for pk in lost_default}
+        for current, change in zip(changed, history, strict=True):
+            transaction.on_commit(lambda current=current, change=change: payment_method_updated.send(
+                sender=SavedPaymentMethod, payment_method=current, changes=change,
+                promoted=promoted.get(current.customer_id) if current.pk in lost_pks else None))
+    return len(changed)
+
+
 def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *,
                   source_event: WebhookEvent | None = None,
                   source: str = "manual refresh") -> PaymentMethodChange | None:
@@ -314,20 +376,8 @@ def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *
         if current.status == p.METHOD_REMOVED:
             return None
         before = _snapshot(current)
-        if fetched is None:
-            current.status = p.METHOD_CLOSED
-        else:
-            current.brand = fetched.brand[:32] or current.brand
-            current.last4 = fetched.last4[-4:] or current.last4
-            current.exp_month = fetched.exp_month or current.exp_month
-            current.exp_year = fetched.exp_year or current.exp_year
-            if fetched.verification_status in p.VERIFICATION_STATUSES and \
-                    fetched.verification_status != p.VERIFICATION_UNKNOWN:
-                current.verification_status = fetched.verification_status
-            current.status = _status_from(fetched)
+        _apply_to(current, fetched)
         promoted = None
-        if current.is_default and not current.is_chargeable:
-            current.is_default = False
         current.save()
         if before["is_default"] and not current.is_default:
             promoted = promote_next_default(customer)
@@ -351,36 +401,39 @@ def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
 
 def refresh_concurrently(methods: list[SavedPaymentMethod], *, source_event: WebhookEvent | None = None,
                          source: str = "manual refresh", concurrency: int | None = None) -> int:
-    """Refresh ``methods``: fetch them from the processor concurrently, apply each answer here.
+    """Refresh ``methods``: fetch them from the processor concurrently, apply the answers here.
 
     At most ``NOC_FETCH_CONCURRENCY`` fetches are in flight (threads sharing each processor's
-    pooled HTTP session); every database write stays in this thread, applied as soon as its
-    fetch returns, so writing overlaps waiting.  Every answer that arrived is applied; then the
-    first failure (e.g. ``ProcessorUnavailable``) is raised so the task retries the chunk —
-    re-fetching is idempotent.  Returns how many methods changed.
+    pooled HTTP session).  Every database write stays in this thread: answers are applied in
+    batches (``apply_fetched_batch``: a few queries per batch, not per method) while the other
+    fetches are still waiting.  Every answer that arrived is applied; then the first failure
+    (e.g. ``ProcessorUnavailable``) is raised so the task retries the chunk — re-fetching is
+    idempotent.  Returns how many methods changed.
     """
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     limit = max(1, min(concurrency or conf.get_setting("NOC_FETCH_CONCURRENCY"), len(methods) or 1))
     if not all(get_processor(account).concurrent_fetches for account in {m.customer.account for m in methods}):
         limit = 1
-    changed, failure = 0, None
     if limit == 1:
+        changed = 0
         for method in methods:
             if refresh_payment_method(method, source_event=source_event, source=source) is not None:
                 changed += 1
         return changed
+    changed, failure, ready = 0, None, []
+    batch = max(limit, 25)
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="vault-fetch") as pool:
         futures = {pool.submit(_fetch, m.customer.account, m.customer.processor_ref, m.processor_ref): m
                    for m in methods}
-        for future in as_completed(futures):
+        for done, future in enumerate(as_completed(futures), 1):
             try:
-                fetched = future.result()
+                ready.append((futures[future], future.result()))
             except Exception as exc:  # applied after the others; the first one is raised
                 failure = failure or exc
-                continue
-            if apply_fetched(futures[future], fetched, source_event=source_event, source=source) is not None:
-                changed += 1
+            if len(ready) >= batch or (done == len(futures) and ready):
+                changed += apply_fetched_batch(ready, source_event=source_event, source=source)
+                ready = []
     if failure is not None:
         raise failure
     return changed

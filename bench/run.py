@@ -162,6 +162,22 @@ def machine() -> str:
     return f"{os.cpu_count()} CPU ({cpu}){mem}, {platform.system()} {platform.release()}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process and its live descendants, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 # -- load ------------------------------------------------------------------------------------------
 
 
@@ -288,18 +304,29 @@ class Bench:
         log(f"{name}: warm-up")
         subject(1)
         baseline(1)
-        rows = []
+        rows, cpu = [], []
+        gunicorn = self.procs.children["gunicorn"].pid
+
+        def measured(run, seconds):
+            before = cpu_seconds(gunicorn)
+            result = run(seconds)
+            result["cpu_ms"] = (cpu_seconds(gunicorn) - before) * 1000 / max(result["requests"], 1)
+            return result
+
         for i in range(a.pairs):
-            s, b = subject(a.duration), baseline(a.duration)
+            s, b = measured(subject, a.duration), measured(baseline, a.duration)
+            cpu.append((s["cpu_ms"], b["cpu_ms"]))
             for side, run in (("subject", s), ("baseline", b)):
                 if run["errors"]:
                     self.failures.append(f"{name}: {run['errors']} failed {side} requests in pair {i + 1}")
             rows.append((s["rate"], b["rate"], s["rate"] / b["rate"]))
             log(f"{name}: pair {i + 1}/{a.pairs}: subject {s['rate']:.0f}/s, baseline {b['rate']:.0f}/s, "
-                f"ratio {s['rate'] / b['rate']:.2f}")
+                f"ratio {s['rate'] / b['rate']:.2f}; web CPU per request {s['cpu_ms']:.2f} / {b['cpu_ms']:.2f} ms")
         return self.record(name, value=statistics.median(r[0] for r in rows), unit=unit,
                            baseline=statistics.median(r[1] for r in rows),
                            ratio=statistics.median(r[2] for r in rows),
+                           cpu_ms_per_request={"subject": round(statistics.median(c[0] for c in cpu), 2),
+                                               "baseline": round(statistics.median(c[1] for c in cpu), 2)},
                            pairs=[{"subject": round(r[0], 1), "baseline": round(r[1], 1)} for r in rows])
 
     def record(self, name: str, **fields) -> dict:
@@ -316,6 +343,9 @@ class Bench:
         if "seconds" in target and fields.get("unit") == "s" and fields.get("value") is not None:
             checks.append(fields["value"] <= target["seconds"])
             text.append(f"≤ {target['seconds']:g} s")
+        if "rss_factor" in target and fields.get("rss_ratio") is not None:
+            checks.append(fields["rss_ratio"] <= target["rss_factor"])
+            text.append(f"peak RSS at 10× the rows ≤ {target['rss_factor']:g}×")
         if "bound_factor" in target and fields.get("bound"):
             checks.append(fields["value"] <= target["bound_factor"] * fields["bound"])
             text.append(f"≤ {target['bound_factor']:g}× latency bound")
@@ -431,6 +461,7 @@ class Bench:
             "provider.noc", {"customer_uid": "", "change_type": "updated",
                              "saved_payment_method_ids": [row["method"] for row in self.fake_seed]})
         log(f"{name}: POST a {len(body):,}-byte NOC to the webhook endpoint")
+        cpu_before = {"worker": cpu_seconds(worker.pid), "fake": cpu_seconds(self.procs.children["fake"].pid)}
         start = time.time()
         response = requests.post(f"{self.base}/wallet/webhooks/noc/", data=body, headers=headers, timeout=30)
         if response.status_code != 200:
@@ -450,6 +481,8 @@ class Bench:
         last = changes.order_by("-created_at").values_list("created_at", flat=True).first()
         elapsed = (last.timestamp() - start) if last and done >= n else None
         updated = SavedPaymentMethod.objects.filter(customer__account="noc", exp_year=2031).count()
+        cpu = {"worker": round(cpu_seconds(worker.pid) - cpu_before["worker"], 1),
+               "fake": round(cpu_seconds(self.procs.children["fake"].pid) - cpu_before["fake"], 1)}
         self.procs.stop("worker")
         fetchers = processes * conf.get_setting("NOC_FETCH_CONCURRENCY") \
             if "NOC_FETCH_CONCURRENCY" in conf.DEFAULTS else processes
@@ -459,20 +492,76 @@ class Bench:
                                  f"{self.args.noc_timeout} s")
         self.record(name, value=elapsed if elapsed is not None else None, unit="s", bound=round(bound, 2),
                     worker_processes=processes, concurrent_fetches=fetchers, body_bytes=len(body),
-                    updated=updated)
+                    updated=updated, cpu_seconds=cpu)
         log(f"{name}: {elapsed if elapsed is None else round(elapsed, 2)} s for {updated} of {n} methods "
-            f"(latency bound at {fetchers} concurrent fetches: {bound:.1f} s)")
+            f"(latency bound at {fetchers} concurrent fetches: {bound:.1f} s); CPU seconds used: {cpu}")
 
     def scenario_operations(self) -> None:
         from django.core.management import get_commands
 
         commands = get_commands()
-        for name, command in (("bulk import 100,000 rows", "vault_import"),
-                              ("key rotation 100,000 rows", "vault_rotate_keys")):
+        rows = self.args.import_rows
+        for name, command in ((f"bulk import {rows:,} rows", "vault_import"),
+                              (f"key rotation {rows:,} rows", "vault_rotate_keys")):
             if command in commands and hasattr(self, f"run_{command}"):
                 getattr(self, f"run_{command}")(name)
             else:
                 self.record(name, value=None, unit="rows/s", note=f"not available: no {command} command here")
+
+    def ops(self, *args: str, keys: list[str] | None = None) -> dict:
+        # The rotation's keys first; the run's own key stays readable (the other scenarios' rows).
+        env = {**self.env, **({"BENCH_FERNET_KEYS": ",".join([*keys, self.env["FERNET_KEY"]])} if keys else {})}
+        result = subprocess.run([PY, str(BENCH / "ops.py"), *args], env=env, cwd=str(ROOT), capture_output=True,
+                                text=True, timeout=3600)
+        if result.returncode:
+            raise RuntimeError(f"bench/ops.py {args[0]} failed: {result.stderr[-2000:]}")
+        lines = result.stdout.strip().splitlines()
+        return json.loads(lines[-1]) if lines else {}
+
+    def run_vault_import(self, name: str) -> None:
+        """``vault_import`` of N rows against two raw ``bulk_create`` calls per batch of the same rows
+        (interleaved), then the peak memory of an import of 10 × N rows."""
+        rows = self.args.import_rows
+        path, big = self.workdir / "import.csv", self.workdir / "import-big.csv"
+        self.ops("csv", str(path), str(rows))
+        runs = []
+        for i in range(self.args.ops_pairs):
+            self.ops("wipe")
+            subject = self.ops("import", str(path))
+            self.ops("wipe")
+            baseline = self.ops("bulk", str(path))
+            if subject["rows"] != rows or baseline["rows"] != rows:
+                raise RuntimeError(f"import wrote {subject['rows']} rows, bulk_create {baseline['rows']} of {rows}")
+            runs.append((subject, baseline))
+            log(f"{name}: pair {i + 1}: import {subject['seconds']:.1f} s, bulk_create {baseline['seconds']:.1f} s")
+        self.ops("wipe")
+        self.ops("csv", str(big), str(rows * 10))
+        large = self.ops("import", str(big))
+        self.ops("wipe")
+        small_rss = statistics.median(s["peak_rss_kib"] for s, _ in runs)
+        self.record(name, value=rows / statistics.median(s["seconds"] for s, _ in runs), unit="rows/s",
+                    baseline=rows / statistics.median(b["seconds"] for _, b in runs),
+                    ratio=statistics.median(b["seconds"] / s["seconds"] for s, b in runs),
+                    rows=rows, peak_rss_kib={"rows": small_rss, "10x rows": large["peak_rss_kib"]},
+                    rss_ratio=round(large["peak_rss_kib"] / small_rss, 3))
+
+    def run_vault_rotate_keys(self, name: str) -> None:
+        """Rows encrypted under one key, then ``vault_rotate_keys`` to another (and back, each run)."""
+        rows = self.args.import_rows
+        path = self.workdir / "rotate.csv"
+        self.ops("csv", str(path), str(rows))
+        self.ops("wipe")
+        old, new = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        self.ops("bulk", str(path), keys=[old])
+        runs = []
+        for i in range(self.args.ops_pairs):
+            run = self.ops("rotate", keys=[new, old])
+            runs.append(run)
+            log(f"{name}: run {i + 1}: {run['rows']} methods in {run['seconds']:.1f} s")
+            old, new = new, old
+        self.ops("wipe", keys=[old, new])
+        self.record(name, value=statistics.median(r["rows"] / r["seconds"] for r in runs), unit="rows/s",
+                    rows=runs[0]["rows"])
 
     # ---- everything
     def run(self) -> None:
@@ -502,19 +591,25 @@ def _round(value, digits: int = 1):
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| scenario | value | baseline | ratio | target | met | load average |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | value | baseline | ratio | target | met | web CPU ms/request (subject / baseline) "
+             "| load average |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         value = "—" if r["value"] is None else f"{r['value']:,} {r['unit']}"
         if r.get("bound"):
-            value += f" (latency bound {r['bound']:g} s at {r['concurrent_fetches']} concurrent fetches)"
+            value += f" (latency bound {r['bound']:g} s at {r['concurrent_fetches']} concurrent fetches"
+            if r.get("cpu_seconds"):
+                value += f"; CPU used: worker {r['cpu_seconds']['worker']} s, fake {r['cpu_seconds']['fake']} s"
+            value += ")"
         if r.get("note"):
             value = r["note"]
         baseline = "—" if r["baseline"] is None else f"{r['baseline']:,} {r['unit']}"
         ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}×"
         met = {True: "yes", False: "**no**", None: "—"}[r["met"]]
         load = " / ".join(f"{x:.2f}" for x in r["load_average"])
-        lines.append(f"| {r['scenario']} | {value} | {baseline} | {ratio} | {r['target'] or '—'} | {met} | {load} |")
+        cpu = r.get("cpu_ms_per_request")
+        cpu = f"{cpu['subject']:.2f} / {cpu['baseline']:.2f}" if cpu else "—"
+        lines.append(f"| {r['scenario']} | {value} | {baseline} | {ratio} | {r['target'] or '—'} | {met} | {cpu} "
+                     f"| {load} |")
     return "\n".join(lines)
 
 
@@ -539,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noc-methods", type=int, default=10000)
     parser.add_argument("--latency", type=float, default=0.05, help="the fake processor's delay per call")
     parser.add_argument("--noc-timeout", type=float, default=180.0)
+    parser.add_argument("--import-rows", type=int, default=100000, help="rows for the import and rotation scenarios")
+    parser.add_argument("--ops-pairs", type=int, default=3)
     parser.add_argument("--database", default=os.environ.get("BENCH_DATABASE_NAME", "vw_bench"))
     parser.add_argument("--conn-max-age", type=int, default=None, help="override the example's CONN_MAX_AGE")
     parser.add_argument("--only", action="append", choices=["list", "token", "webhook", "noc", "operations"])
@@ -548,6 +645,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.smoke:
         args.pairs, args.duration, args.noc_methods, args.noc_timeout = 1, 1.0, 300, 60.0
+        args.import_rows, args.ops_pairs = 2000, 1
     missing = [tool for tool in ("wrk", "redis-server", "pg_isready", "psql") if not shutil.which(tool)]
     if missing:
         log(f"missing {', '.join(missing)}: apt-get install -y wrk redis-server postgresql (make bench does)")

@@ -641,8 +641,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=["list", "token", "webhook", "noc", "operations"])
     parser.add_argument("--output", default=None, help="results file (default bench/results.json; none for smoke)")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/benchmarks.md")
+    parser.add_argument("--docs-only", action="store_true", help="rewrite the docs table from bench/results.json")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    if args.docs_only:
+        write_docs(json.loads((BENCH / "results.json").read_text()))
+        return 0
     if args.smoke:
         args.pairs, args.duration, args.noc_methods, args.noc_timeout = 1, 1.0, 300, 60.0
         args.import_rows, args.ops_pairs = 2000, 1

@@ -26,7 +26,10 @@ from vault_wallets.testing.fakes.caselle import CaselleFake  # noqa: E402
 
 class IndexedCaselleFake(CaselleFake):
     """The fake with its wallets indexed by customer, so the fake's own lookups stay O(1) at 10,000
-    customers (the stock fake scans every saved method, which would be the bottleneck here)."""
+    customers (the stock fake scans every saved method, which would be the bottleneck here), and
+    keeping connections alive between requests, as a processor's API does."""
+
+    keep_alive = True
 
     def reset(self) -> None:
         super().reset()

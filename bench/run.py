@@ -128,7 +128,9 @@ def tool_versions() -> dict[str, str]:
             result = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
         except (OSError, subprocess.TimeoutExpired):
             return "?"
-        return ((result.stdout or result.stderr).strip().splitlines() or ["?"])[0]
+        line = ((result.stdout or result.stderr).strip().splitlines() or ["?"])[0]
+        version = re.search(r"\d+\.\d+(\.\d+)?", line)
+        return version.group(0) if version else line
 
     import celery
     import django

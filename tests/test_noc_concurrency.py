@@ -140,3 +140,25 @@ def test_a_closed_default_is_replaced_in_a_concurrent_chunk(noc_account, django_
     assert sorted(received) == sorted([(first.pk, second.pk), (second.pk, None)])
     # Writes are batched: a fixed handful of queries, not several per method.
     assert len(ctx.captured_queries) <= 14, [q["sql"][:80] for q in ctx.captured_queries]
+
+
+def test_one_wallet_listing_per_customer(noc_account):
+    """Caselle has no single-method GET: a chunk lists each customer's wallet once, not once per method."""
+    fake = noc_account
+    methods = seed(fake, 6)
+    owner = methods[0].customer
+    for i, method in enumerate(methods[1:4], start=1):  # three more cards of the first shopper
+        method.customer = owner
+        method.is_default = False
+        method.save()
+        fake.saved_methods[f"spm_noc{i:04d}"]["customer_uid"] = "cus_noc0000"
+    fake.saved_methods["spm_noc0002"]["status"] = "closed"
+    del fake.saved_methods["spm_noc0003"]  # gone at the processor
+    get_processor("noc")._tokens.get()
+    state = count_in_flight(fake)
+    assert events.refresh_chunk(None, [m.pk for m in methods]) == 6
+    assert state["lists"] == 3  # the first shopper's wallet once, then the two others
+    statuses = dict(SavedPaymentMethod.objects.values_list("processor_method_id", "status"))
+    assert statuses == {"spm_noc0000": "active", "spm_noc0001": "active", "spm_noc0002": "closed",
+                        "spm_noc0003": "closed", "spm_noc0004": "active", "spm_noc0005": "active"}
+    assert set(SavedPaymentMethod.objects.filter(status="active").values_list("exp_year", flat=True)) == {2031}

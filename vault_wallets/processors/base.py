@@ -494,6 +494,20 @@ class BaseProcessor:
         """Fetch the current state of a vaulted method (used for notifications of change)."""
         raise NotImplementedError
 
+    def fetch_payment_methods(self, customer: CustomerRef, methods: list[MethodRef]) -> list[VaultedMethod | None]:
+        """Several methods of one customer, in order; None for one the processor no longer knows.
+
+        Fetches each in turn; a processor whose API answers them together (one wallet listing)
+        overrides it.  A large notification of change calls it once per customer.
+        """
+        answers: list[VaultedMethod | None] = []
+        for method in methods:
+            try:
+                answers.append(self.fetch_payment_method(customer, method))
+            except NotFoundError:
+                answers.append(None)
+        return answers
+
     def list_payment_methods(self, customer: CustomerRef) -> list[VaultedMethod]:
         raise NotImplementedError
 

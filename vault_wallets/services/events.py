@@ -306,6 +306,11 @@ def _fetch(account: str, customer: p.CustomerRef, method: p.MethodRef) -> p.Vaul
         return None
 
 
+def _fetch_group(account: str, customer: p.CustomerRef, methods: list[p.MethodRef]) -> list[p.VaultedMethod | None]:
+    """``_fetch`` for several methods of one customer (thread-safe likewise)."""
+    return get_processor(account).fetch_payment_methods(customer, methods)
+
+
 def _apply_to(current: SavedPaymentMethod, fetched: p.VaultedMethod | None) -> None:
     """Set ``current``'s display fields from the processor's answer (None: closed there)."""
     if fetched is None:
@@ -449,14 +454,19 @@ def refresh_concurrently(methods: list[SavedPaymentMethod], *, source_event: Web
             if refresh_payment_method(method, source_event=source_event, source=source) is not None:
                 changed += 1
         return changed
+    # One fetch per customer: a processor that lists a wallet answers all its methods at once.
+    groups: dict[tuple[str, int], list[SavedPaymentMethod]] = {}
+    for method in methods:
+        groups.setdefault((method.customer.account, method.customer_id), []).append(method)
     changed, failure, ready = 0, None, []
     batch = max(limit, 25)
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="vault-fetch") as pool:
-        futures = {pool.submit(_fetch, m.customer.account, m.customer.processor_ref, m.processor_ref): m
-                   for m in methods}
+        futures = {pool.submit(_fetch_group, account, group[0].customer.processor_ref,
+                               [m.processor_ref for m in group]): group
+                   for (account, _), group in groups.items()}
         for done, future in enumerate(as_completed(futures), 1):
             try:
-                ready.append((futures[future], future.result()))
+                ready.extend(zip(futures[future], future.result(), strict=True))
             except Exception as exc:  # applied after the others; the first one is raised
                 failure = failure or exc
             if len(ready) >= batch or (done == len(futures) and ready):

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test test-postgres faults lint docs bench mutation clean typecheck matrix test-install dist
+.PHONY: install demo test test-postgres faults lint docs bench bench-smoke bench-tools mutation clean typecheck matrix test-install dist
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,8 +59,17 @@ dist: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
+## Benchmarks on the real stack (gunicorn, PostgreSQL, Redis, Celery, wrk): see docs/benchmarks.md.
+bench: $(STAMP) bench-tools
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+## The same, seconds long (CI): every scenario once, no targets enforced, nothing written.
+bench-smoke: $(STAMP) bench-tools
+	$(BIN)/python bench/run.py --smoke $(BENCH_ARGS)
+
+bench-tools:
+	@command -v wrk >/dev/null 2>&1 && command -v redis-server >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk redis-server >/dev/null)
 
 ## Mutation testing of the security- and money-critical modules (docs/testing.md).
 ## MUTATION_ARGS="--sample 30" runs a deterministic sample, as CI does.

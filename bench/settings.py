@@ -1,7 +1,55 @@
-"""Settings for the benchmarks: the test settings, with a bench URLconf (a bare baseline view)."""
+"""Settings for ``make bench``: the example shop's settings plus the bench's own baselines.
 
-from tests.settings import *  # noqa: F401,F403
+The subject is the example project exactly as a shop would run it (gunicorn, PostgreSQL with
+persistent connections, Redis and a real Celery worker).  The baselines — bare views doing the
+least work that answers the same request — live in this package (``bench.views``), never in the
+app, and so do the targets (``TARGETS``).
+"""
 
+import os
+import sys
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+if str(_ROOT / "example_project") not in sys.path:
+    sys.path.insert(0, str(_ROOT / "example_project"))
+
+from shop.settings import *  # noqa: E402,F401,F403
+from shop.settings import INSTALLED_APPS, VAULT_WALLETS  # noqa: E402
+
+INSTALLED_APPS = [*INSTALLED_APPS, "bench"]
 ROOT_URLCONF = "bench.urls"
 DEBUG = False
-LOGGING = {"version": 1, "disable_existing_loggers": False, "loggers": {"vault_wallets": {"level": "WARNING"}}}
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+# The web process logs warnings only (an INFO line per request would be part of the measurement).
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
+
+# The key-rotation scenario encrypts under one key, then rotates to another.
+if os.environ.get("BENCH_FERNET_KEYS"):
+    FERNET_KEYS = os.environ["BENCH_FERNET_KEYS"].split(",")
+
+# The NOC scenario's account: a Caselle fake (bench/fake.py) answering every call after a delay.
+if os.environ.get("BENCH_FAKE_URL"):
+    from vault_wallets.testing.fakes.caselle import CaselleFake
+
+    VAULT_WALLETS = {**VAULT_WALLETS, "ACCOUNTS": {
+        **VAULT_WALLETS["ACCOUNTS"],
+        "noc": CaselleFake.at(os.environ["BENCH_FAKE_URL"]).account_settings(TIMEOUT=10),
+    }}
+
+# scenario → (kind, threshold): "ratio" = at least this fraction of the baseline's throughput;
+# "rate" = at least this many per second; "seconds" = at most this long end to end.
+TARGETS = {
+    "GET payment-methods (5 methods)": {"ratio": 0.80},
+    "GET payment-methods (50 methods)": {"ratio": 0.80},
+    "POST customer-token": {"ratio": 0.85},
+    "webhook ingest": {"ratio": 0.70, "rate": 1000},
+    "NOC 10,000 methods, 50 ms per fetch": {"seconds": 20.0, "bound_factor": 1.5},
+    "bulk import 100,000 rows": {"rate": 10000, "ratio": 1 / 1.5, "rss_factor": 1.2},
+    "key rotation 100,000 rows": {"rate": 10000},
+}

@@ -1,13 +1,11 @@
-from django.http import JsonResponse
 from django.urls import include, path
+from shop.urls import urlpatterns as shop_urlpatterns
 
-
-def baseline(request):
-    """The bare baseline: a Django view that reads the session user and answers JSON."""
-    return JsonResponse({"user": request.user.pk, "results": []})
-
+from . import views
 
 urlpatterns = [
-    path("baseline/", baseline),
-    path("wallet/", include("vault_wallets.urls")),
+    path("bench/baseline/payment-methods/", views.payment_methods),
+    path("bench/baseline/customer-token/", views.BareTokenView.as_view()),
+    path("bench/baseline/webhook/", views.webhook),
+    path("", include(shop_urlpatterns)),
 ]

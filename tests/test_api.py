@@ -245,7 +245,45 @@ def test_list_query_count_is_constant(api, card_token):
             fingerprint=f"f{i}", brand="visa", last4=numbers[i % 4][-4:], exp_month=1, exp_year=2035,
             verification_status=method.verification_status)
     assert len(api.get("/wallet/api/payment-methods/").json()["results"]) == 20
-    assert count() == one <= 4
+    # Session + user (Django's own) + the methods joined to their customer: one query of ours.
+    assert count() == one == 3
+
+
+def test_list_with_a_customer_token_is_two_queries(make_api, user, card_token):
+    from vault_wallets import tokens
+
+    customer = services.get_or_create_customer(user)
+    services.add_payment_method(customer, card_token())
+    bearer = make_api(None)
+    bearer.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens.issue(customer).token}")
+    with CaptureQueriesContext(connection) as ctx:
+        response = bearer.get("/wallet/api/payment-methods/")
+    assert response.status_code == 200 and len(response.json()["results"]) == 1
+    assert len(ctx.captured_queries) == 2  # the token's customer, then its methods
+
+
+def test_list_creates_the_customer_on_a_first_visit(api, user):
+    assert not Customer.objects.filter(user=user).exists()
+    response = api.get("/wallet/api/payment-methods/")
+    assert response.status_code == 200 and response.json() == {"results": []}
+    assert Customer.objects.filter(user=user).count() == 1
+
+
+def test_payment_method_representation_matches_drf_generic_path(customer, card_token):
+    """The hand-built representation is exactly what DRF's field-by-field path produces."""
+    from rest_framework import serializers as drf
+
+    from vault_wallets.api.serializers import PaymentMethodSerializer
+
+    card = services.add_payment_method(customer, card_token(), label="Work card")[0]
+    bank = SavedPaymentMethod.objects.create(
+        customer=customer, method_type="ach", processor_token="sbxpm_bank", processor_lookup="bank",
+        bank_name="First Test Bank", last4="6789", status="closed", verification_status="failed")
+    unsaved = SavedPaymentMethod(customer=customer, method_type="card", brand="visa", last4="4242", uid="spm_x")
+    for method in (SavedPaymentMethod.objects.get(pk=card.pk), bank, unsaved):
+        fast = PaymentMethodSerializer(method).data
+        generic = drf.Serializer.to_representation(PaymentMethodSerializer(method), method)
+        assert fast == generic and list(fast) == list(generic), (fast, generic)
 
 
 def test_patch_label_only(api, card_token):

@@ -141,10 +141,22 @@ def test_malformed_json_is_400(sandbox):
 
 
 def test_too_large_is_413(sandbox):
-    body = b'{"id":"evt_big","pad":"' + b"x" * (256 * 1024) + b'"}'
+    from vault_wallets import conf
+
+    body = b'{"id":"evt_big","pad":"' + b"x" * conf.get_setting("WEBHOOK_MAX_BODY_BYTES") + b'"}'
     response = post(body, sandbox.sign_webhook("evt_big", body))
     assert response.status_code == 413
     assert WebhookEvent.objects.count() == 0
+
+
+def test_an_account_updater_batch_of_20000_ids_is_accepted(sandbox):
+    """A NOC naming 20,000 methods (ids as long as Caselle's) is about 480 KB: stored, not 413."""
+    ids = [f"spm_{i:016x}" for i in range(20000)]
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": ids}, event_id="evt_batch")
+    assert len(body) > 256 * 1024
+    response = post(body, headers)
+    assert response.status_code == 200, response.content
+    assert WebhookEvent.objects.get().event_id == "evt_batch"
 
 
 def test_get_is_405():
@@ -318,3 +330,33 @@ def test_sandbox_command_delivers_over_http(method, live_server):
     method.refresh_from_db()
     assert (method.exp_month, method.exp_year) == (9, 2030)
     assert get_processor("default")  # the command used the configured account
+
+
+def test_store_delivery_in_autocommit_and_inside_a_transaction(sandbox, monkeypatch):
+    """The view stores in autocommit (one INSERT, enqueued at once); a caller's transaction keeps
+    working after a duplicate (a savepoint), and its event is enqueued only when it commits."""
+    from django.db import transaction
+
+    from vault_wallets import tasks
+    from vault_wallets.processors import base as p
+
+    enqueued = []
+    monkeypatch.setattr(tasks, "enqueue_event", lambda pk: enqueued.append(pk) or True)
+    processor = get_processor("default")
+
+    def store(event_id):
+        headers, body = sandbox.make_webhook("something.else", {}, event_id=event_id)
+        return events.store_delivery("default", processor, p.WebhookRequest(headers=headers, body=body),
+                                     event_id, "something.else")
+
+    first, created = store("evt_auto")
+    assert created and enqueued == [first.pk]
+    assert store("evt_auto") == (first, False) and enqueued == [first.pk]
+
+    with transaction.atomic():
+        second, created = store("evt_tx")
+        again, created_again = store("evt_tx")
+        assert created and not created_again and again.pk == second.pk
+        assert WebhookEvent.objects.count() == 2  # still usable after the duplicate's IntegrityError
+        assert enqueued == [first.pk]  # not before the commit
+    assert enqueued == [first.pk, second.pk]

@@ -33,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     # Key for customer tokens and fingerprints; derived from SECRET_KEY when empty.
     "SIGNING_KEY": "",
     # Webhooks (see the webhooks docs).
-    "WEBHOOK_MAX_BODY_BYTES": 256 * 1024,
+    # 1 MiB: an account updater's notification of change can name tens of thousands of methods
+    # (a Caselle provider.noc with 10,900 ids is already over 256 KiB).
+    "WEBHOOK_MAX_BODY_BYTES": 1024 * 1024,
     "WEBHOOK_TOLERANCE_SECONDS": 300,
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_RETRY_BACKOFF_SECONDS": 30,
@@ -60,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "CHARGE_PENDING_STALE_SECONDS": 300,
     # Bounded hand-off from the request to the broker: events waiting in the in-process relay.
     "RELAY_QUEUE_SIZE": 1000,
+    # Processor fetches in flight at once per chunk task (threads; see docs/benchmarks.md).
+    "NOC_FETCH_CONCURRENCY": 16,
 }
 
 THROTTLE_RATES_DEFAULTS: dict[str, str | None] = {

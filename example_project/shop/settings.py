@@ -62,7 +62,11 @@ TEMPLATES = [{
 if os.environ.get("DATABASE_URL"):
     import dj_database_url
 
-    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"])}
+    # Persistent connections: a new PostgreSQL connection per request costs more than most of our
+    # requests (see docs/benchmarks.md).  CONN_MAX_AGE=0 restores Django's connect-per-request.
+    DATABASES = {"default": dj_database_url.parse(os.environ["DATABASE_URL"],
+                                                  conn_max_age=int(os.environ.get("CONN_MAX_AGE", "600")),
+                                                  conn_health_checks=True)}
 else:
     # SQLite for concurrent web use (runserver is threaded): write-ahead logging so readers never
     # wait for a writer; BEGIN IMMEDIATE so a transaction takes the write lock when it starts and

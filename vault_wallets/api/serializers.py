@@ -40,6 +40,34 @@ class PaymentMethodSerializer(serializers.ModelSerializer):
     def get_brand(self, obj) -> str:
         return obj.bank_name if obj.method_type == p.METHOD_ACH and not obj.brand else obj.brand
 
+    #: The model fields ``to_representation`` reads (the list endpoint selects only these).
+    SOURCE_FIELDS = ("uid", "method_type", "brand", "bank_name", "last4", "exp_month", "exp_year", "label",
+                     "is_default", "verification_status", "status", "created_at")
+
+    def to_representation(self, obj) -> dict:
+        """The fields above, built directly: the list endpoint's hot path.
+
+        DRF's generic path walks bound field objects per row (and rebuilds them per request, via
+        ``ModelSerializer.get_fields``); this gives the same dict for a fraction of the cost.  A test
+        compares it with DRF's own ``Serializer.to_representation`` field by field.
+        """
+        return {
+            "id": obj.uid,
+            "type": obj.method_type,
+            "brand": obj.bank_name if obj.method_type == p.METHOD_ACH and not obj.brand else obj.brand,
+            "last4": obj.last4,
+            "exp_month": obj.exp_month,
+            "exp_year": obj.exp_year,
+            "label": obj.label,
+            "is_default": obj.is_default,
+            "verification_status": obj.verification_status,
+            "status": obj.status,
+            "created_at": _DATETIME.to_representation(obj.created_at) if obj.created_at else None,
+        }
+
+
+_DATETIME = serializers.DateTimeField(read_only=True)  # DRF's own datetime format, timezone and "Z"
+
 
 class PaymentMethodListSerializer(serializers.Serializer):
     results = PaymentMethodSerializer(many=True)

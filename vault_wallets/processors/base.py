@@ -522,6 +522,9 @@ class BaseProcessor:
     display_name: ClassVar[str] = "Processor"
     #: Whether ``get_client_token`` returns a token.
     supports_client_token: ClassVar[bool] = False
+    #: Whether ``fetch_payment_method`` may run in several threads at once (a large NOC's chunks
+    #: fetch concurrently); False for a processor whose "server" is this process's database.
+    concurrent_fetches: ClassVar[bool] = True
     #: Whether the processor stores addresses itself (``save_address`` works).
     supports_addresses: ClassVar[bool] = False
     #: Options that must be present; checked by the system checks.
@@ -573,6 +576,20 @@ class BaseProcessor:
     def fetch_payment_method(self, customer: CustomerRef, method: MethodRef) -> VaultedMethod:
         """Fetch the current state of a vaulted method (used for notifications of change)."""
         raise NotImplementedError
+
+    def fetch_payment_methods(self, customer: CustomerRef, methods: list[MethodRef]) -> list[VaultedMethod | None]:
+        """Several methods of one customer, in order; None for one the processor no longer knows.
+
+        Fetches each in turn; a processor whose API answers them together (one wallet listing)
+        overrides it.  A large notification of change calls it once per customer.
+        """
+        answers: list[VaultedMethod | None] = []
+        for method in methods:
+            try:
+                answers.append(self.fetch_payment_method(customer, method))
+            except NotFoundError:
+                answers.append(None)
+        return answers
 
     def list_payment_methods(self, customer: CustomerRef) -> list[VaultedMethod]:
         raise NotImplementedError

@@ -762,6 +762,14 @@ class CaselleProcessor(BaseProcessor):
                 return self._method(item, token=method.token)
         raise NotFoundError("Caselle has no such saved payment method for this customer", processor=self.name)
 
+    def fetch_payment_methods(self, customer: CustomerRef, methods: list[MethodRef]) -> list[VaultedMethod | None]:
+        """One wallet listing answers for all of them (Caselle documents no single-method GET)."""
+        try:
+            items = {item.get("saved_payment_method_uid"): item for item in self._saved_methods(customer)}
+        except NotFoundError:  # the customer itself is gone
+            return [None] * len(methods)
+        return [self._method(items[m.method_id], token=m.token) if m.method_id in items else None for m in methods]
+
     def delete_payment_method(self, customer: CustomerRef, method: MethodRef) -> None:
         self._call(
             "DELETE",

@@ -100,6 +100,9 @@ class RedactPathsFilter(logging.Filter):
 
 
 _filter_lock = threading.Lock()
+#: Keep-alive connections kept per host: enough for the concurrent fetches of a NOC chunk
+#: (``NOC_FETCH_CONCURRENCY``) to reuse theirs instead of reconnecting.
+POOL_MAXSIZE = 32
 
 
 def install_log_redaction() -> None:
@@ -223,6 +226,7 @@ class ProcessorHTTPClient:
                         safe=build_retry(self.retries, self.backoff, SAFE_METHODS),
                         keyed=build_retry(self.retries, self.backoff, KEYED_METHODS),
                         idempotency_headers=self.idempotency_headers,
+                        pool_maxsize=POOL_MAXSIZE,
                     )
                     session.mount("http://", adapter)
                     session.mount("https://", adapter)

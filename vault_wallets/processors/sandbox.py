@@ -112,6 +112,7 @@ class SandboxProcessor(BaseProcessor):
     secret_options = ("WEBHOOK_SECRETS",)
     #: ``sbxpm_…`` ids are the sandbox's permanent tokens.
     webhook_token_fields = ("payment_method_id", "payment_method_ids")
+    concurrent_fetches = False  # its engine is this database: fetched in the caller's thread
 
     def __init__(self, account: str, options: dict[str, Any] | None = None):
         super().__init__(account, options)

@@ -17,6 +17,7 @@ import json
 import logging
 import random
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
@@ -97,8 +98,12 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     from ..tasks import enqueue_event
 
     grace = conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS")
+    # In autocommit (the webhook view) the INSERT commits by itself and on_commit runs at once:
+    # one round trip instead of BEGIN/INSERT/COMMIT.  Inside a caller's transaction, a savepoint
+    # keeps a duplicate's IntegrityError from breaking it.
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
-        with transaction.atomic():
+        with savepoint:
             event = WebhookEvent.objects.create(
                 account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
                 remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
@@ -272,22 +277,25 @@ def _handle_method_event(event: WebhookEvent, processor: p.BaseProcessor, item: 
     lookups = {SavedPaymentMethod.lookup_for(event.account, mid): mid for mid in item.payment_method_ids}
     if not lookups and item.customer_id:
         # A customer-level event (processors without per-method events): refresh its methods.
-        methods = list(SavedPaymentMethod.objects.visible().filter(
-            customer__account=event.account, customer__processor_customer_id=item.customer_id))
+        queryset = SavedPaymentMethod.objects.visible().filter(
+            customer__account=event.account, customer__processor_customer_id=item.customer_id)
     else:
-        methods = list(SavedPaymentMethod.objects.filter(customer__account=event.account,
-                                                         processor_lookup__in=list(lookups)))
-    found = {m.processor_lookup for m in methods}
+        queryset = SavedPaymentMethod.objects.filter(customer__account=event.account,
+                                                     processor_lookup__in=list(lookups))
+    # Ids first (light): a large event only needs them, for its chunks.
+    rows = list(queryset.values_list("pk", "processor_lookup"))
+    found = {lookup for _, lookup in rows}
     unknown = [lookups[h] for h in lookups if h not in found]
     if unknown:
         outcome.notes.append(f"{len(unknown)} payment method id(s) unknown here")
     chunk_size = conf.get_setting("NOC_CHUNK_SIZE")
-    if len(methods) > chunk_size:
-        pks = [m.pk for m in methods]
+    if len(rows) > chunk_size:
+        pks = [pk for pk, _ in rows]
         outcome.chunks.extend(pks[i:i + chunk_size] for i in range(0, len(pks), chunk_size))
         outcome.status = WebhookEvent.PROCESSING  # processed when its chunks are
-        outcome.notes.append(f"{len(methods)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
-        return methods
+        outcome.notes.append(f"{len(rows)} payment methods refreshed in {len(outcome.chunks)} chunked task(s)")
+        return list(queryset.for_display())  # for the signal: nothing decrypted
+    methods = list(queryset)
     for method in methods:
         refresh_payment_method(method, source_event=event, source=item.type)
     return methods
@@ -321,31 +329,124 @@ def refresh_payment_method(method: SavedPaymentMethod, *, source_event: WebhookE
     ``ProcessorUnavailable`` (retry later); writes nothing then.
     """
     customer = method.customer
-    processor = get_processor(customer.account)
+    return apply_fetched(method, _fetch(customer.account, customer.processor_ref, method.processor_ref),
+                         source_event=source_event, source=source)
+
+
+def _fetch(account: str, customer: p.CustomerRef, method: p.MethodRef) -> p.VaultedMethod | None:
+    """The processor's current view of a method (None: it no longer knows it).  Plain values in, no
+    database access, so it may run in a thread."""
     try:
-        fetched = processor.fetch_payment_method(customer.processor_ref, method.processor_ref)
+        return get_processor(account).fetch_payment_method(customer, method)
     except p.NotFoundError:
-        fetched = None
+        return None
+
+
+def _fetch_group(account: str, customer: p.CustomerRef, methods: list[p.MethodRef]) -> list[p.VaultedMethod | None]:
+    """``_fetch`` for several methods of one customer (thread-safe likewise)."""
+    return get_processor(account).fetch_payment_methods(customer, methods)
+
+
+def _apply_to(current: SavedPaymentMethod, fetched: p.VaultedMethod | None) -> None:
+    """Set ``current``'s display fields from the processor's answer (None: closed there)."""
+    if fetched is None:
+        current.status = p.METHOD_CLOSED
+    else:
+        current.brand = fetched.brand[:32] or current.brand
+        current.last4 = fetched.last4[-4:] or current.last4
+        current.exp_month = fetched.exp_month or current.exp_month
+        current.exp_year = fetched.exp_year or current.exp_year
+        if fetched.verification_status in p.VERIFICATION_STATUSES and \
+                fetched.verification_status != p.VERIFICATION_UNKNOWN:
+            current.verification_status = fetched.verification_status
+        current.status = _status_from(fetched)
+    if current.is_default and not current.is_chargeable:
+        current.is_default = False
+
+
+def apply_fetched_batch(answers: list[tuple[SavedPaymentMethod, p.VaultedMethod | None]], *,
+                        source_event: WebhookEvent | None = None, source: str = "manual refresh") -> int:
+    """``apply_fetched`` for many methods in one transaction and a handful of queries; returns how many
+    changed.  Locks the customers, then the methods (each in pk order, so concurrent chunks never
+    deadlock), writes only what changed, then promotes a new default where one was lost."""
+    if not answers:
+        return 0
+    now = timezone.now()
+    with transaction.atomic():
+        customers = {c.pk: c for c in Customer.objects.select_for_update().order_by("pk")
+                     .filter(pk__in={m.customer_id for m, _ in answers})}
+        currents = {m.pk: m for m in SavedPaymentMethod.objects.select_for_update().order_by("pk")
+                    .for_display().filter(pk__in=[m.pk for m, _ in answers])}
+        changed, history, lost_default, lost_pks = [], [], [], set()
+        for method, fetched in answers:
+            current = currents.get(method.pk)
+            if current is None or current.status == p.METHOD_REMOVED:
+                continue
+            before = _snapshot(current)
+            _apply_to(current, fetched)
+            after = _snapshot(current)
+            if after == before:
+                continue
+            current.updated_at = now
+            changed.append(current)
+            history.append(PaymentMethodChange(payment_method=current, source_event=source_event,
+                                               source=source[:64], before=before, after=after))
+            if before["is_default"] and not current.is_default:
+                lost_default.append(current.customer_id)
+                lost_pks.add(current.pk)
+        _write_display_fields(changed)
+        PaymentMethodChange.objects.bulk_create(history)
+        promoted = {pk: promote_next_default(customers[pk]) for pk in lost_default}
+        for current, change in zip(changed, history, strict=True):
+            transaction.on_commit(lambda current=current, change=change: payment_method_updated.send(
+                sender=SavedPaymentMethod, payment_method=current, changes=change,
+                promoted=promoted.get(current.customer_id) if current.pk in lost_pks else None))
+    return len(changed)
+
+
+_DISPLAY_COLUMNS = ("brand", "last4", "exp_month", "exp_year", "verification_status", "status", "is_default",
+                    "updated_at")
+
+
+def _write_display_fields(methods: list[SavedPaymentMethod]) -> None:
+    """One UPDATE for many rows.  On PostgreSQL ``UPDATE … FROM (VALUES …)``: Django's
+    ``bulk_update`` builds a CASE expression per field and row, which costs more CPU than the
+    whole rest of a NOC chunk (see docs/benchmarks.md)."""
+    if not methods:
+        return
+    if connection.vendor != "postgresql":
+        SavedPaymentMethod.objects.bulk_update(methods, list(_DISPLAY_COLUMNS))
+        return
+    meta = SavedPaymentMethod._meta
+    qn = connection.ops.quote_name
+    fields = [meta.get_field(name) for name in _DISPLAY_COLUMNS]
+    casts = [f"%s::{field.db_type(connection)}" for field in fields]
+    row = f"(%s::bigint, {', '.join(casts)})"
+    params = []
+    for method in methods:
+        params.append(method.pk)
+        params.extend(field.get_db_prep_save(getattr(method, field.attname), connection) for field in fields)
+    assignments = ", ".join(f"{qn(f.column)} = v.{qn(f.column)}" for f in fields)
+    sql = (f"UPDATE {qn(meta.db_table)} AS t SET {assignments} "  # noqa: S608 - names from _meta, values bound
+           f"FROM (VALUES {', '.join([row] * len(methods))}) AS v(id, {', '.join(qn(f.column) for f in fields)}) "
+           f"WHERE t.{qn(meta.pk.column)} = v.id")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *,
+                  source_event: WebhookEvent | None = None,
+                  source: str = "manual refresh") -> PaymentMethodChange | None:
+    """Apply what the processor answered for ``method`` (``refresh_payment_method``'s second half)."""
+    customer = method.customer
     with transaction.atomic():
         Customer.objects.select_for_update().filter(pk=customer.pk).first()
         current = SavedPaymentMethod.objects.select_for_update().get(pk=method.pk)
         if current.status == p.METHOD_REMOVED:
             return None
         before = _snapshot(current)
-        if fetched is None:
-            current.status = p.METHOD_CLOSED
-        else:
-            current.brand = fetched.brand[:32] or current.brand
-            current.last4 = fetched.last4[-4:] or current.last4
-            current.exp_month = fetched.exp_month or current.exp_month
-            current.exp_year = fetched.exp_year or current.exp_year
-            if fetched.verification_status in p.VERIFICATION_STATUSES and \
-                    fetched.verification_status != p.VERIFICATION_UNKNOWN:
-                current.verification_status = fetched.verification_status
-            current.status = _status_from(fetched)
+        _apply_to(current, fetched)
         promoted = None
-        if current.is_default and not current.is_chargeable:
-            current.is_default = False
         current.save()
         if before["is_default"] and not current.is_default:
             promoted = promote_next_default(customer)
@@ -363,11 +464,52 @@ def refresh_payment_method(method: SavedPaymentMethod, *, source_event: WebhookE
 def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     """Refresh several methods (one chunk of a large event); return how many changed."""
     event = WebhookEvent.objects.filter(pk=webhook_pk).first() if webhook_pk else None
-    changed = 0
-    for method in SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks):
-        if refresh_payment_method(method, source_event=event,
-                                  source=event.event_type if event else "manual refresh") is not None:
-            changed += 1
+    methods = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks))
+    return refresh_concurrently(methods, source_event=event, source=event.event_type if event else "manual refresh")
+
+
+def refresh_concurrently(methods: list[SavedPaymentMethod], *, source_event: WebhookEvent | None = None,
+                         source: str = "manual refresh", concurrency: int | None = None) -> int:
+    """Refresh ``methods``: fetch them from the processor concurrently, apply the answers here.
+
+    At most ``NOC_FETCH_CONCURRENCY`` fetches are in flight (threads sharing each processor's
+    pooled HTTP session).  Every database write stays in this thread: answers are applied in
+    batches (``apply_fetched_batch``: a few queries per batch, not per method) while the other
+    fetches are still waiting.  Every answer that arrived is applied; then the first failure
+    (e.g. ``ProcessorUnavailable``) is raised so the task retries the chunk — re-fetching is
+    idempotent.  Returns how many methods changed.
+    """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    limit = max(1, min(concurrency or conf.get_setting("NOC_FETCH_CONCURRENCY"), len(methods) or 1))
+    if not all(get_processor(account).concurrent_fetches for account in {m.customer.account for m in methods}):
+        limit = 1
+    if limit == 1:
+        changed = 0
+        for method in methods:
+            if refresh_payment_method(method, source_event=source_event, source=source) is not None:
+                changed += 1
+        return changed
+    # One fetch per customer: a processor that lists a wallet answers all its methods at once.
+    groups: dict[tuple[str, int], list[SavedPaymentMethod]] = {}
+    for method in methods:
+        groups.setdefault((method.customer.account, method.customer_id), []).append(method)
+    changed, failure, ready = 0, None, []
+    batch = max(limit, 25)
+    with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="vault-fetch") as pool:
+        futures = {pool.submit(_fetch_group, account, group[0].customer.processor_ref,
+                               [m.processor_ref for m in group]): group
+                   for (account, _), group in groups.items()}
+        for done, future in enumerate(as_completed(futures), 1):
+            try:
+                ready.extend(zip(futures[future], future.result(), strict=True))
+            except Exception as exc:  # applied after the others; the first one is raised
+                failure = failure or exc
+            if len(ready) >= batch or (done == len(futures) and ready):
+                changed += apply_fetched_batch(ready, source_event=source_event, source=source)
+                ready = []
+    if failure is not None:
+        raise failure
     return changed
 
 

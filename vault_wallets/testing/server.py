@@ -184,6 +184,9 @@ class FakeServer:
     name = "fake"
     #: What the fake plays, for the standalone server's banner ("PaySimple API v4").
     title = "processor API"
+    #: Keep connections open between requests (HTTP/1.1 keep-alive), as processors' APIs do.  Off by
+    #: default so every test request starts clean; the benchmarks turn it on.
+    keep_alive = False
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0):
         self.host = host
@@ -375,13 +378,14 @@ class FakeServer:
             for key, value in headers.items():
                 handler.send_header(key, value)
             handler.send_header("Content-Length", str(len(payload)))
-            handler.send_header("Connection", "close")
+            if not self.keep_alive:
+                handler.send_header("Connection", "close")
             handler.end_headers()
             if handler.command != "HEAD":
                 handler.wfile.write(payload)
         except (TimeoutError, BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a simulated timeout)
-        handler.close_connection = True
+        handler.close_connection = not self.keep_alive
 
     def handle(self, request: FakeRequest) -> FakeResponse:
         standin = self._serve_standin(request)

@@ -1,0 +1,119 @@
+"""The operations scenarios' subject and baseline, each run in a fresh process by ``bench/run.py``.
+
+    python bench/ops.py csv PATH ROWS          # write an import file: ROWS methods, 10 per customer
+    python bench/ops.py import PATH            # subject: manage.py vault_import PATH --account default
+    python bench/ops.py bulk PATH              # baseline: the same rows with two raw bulk_create calls per batch
+    python bench/ops.py wipe                   # delete what the last run created
+    python bench/ops.py rotate                 # subject: manage.py vault_rotate_keys
+
+Each prints one JSON line: seconds, rows, peak RSS (KiB) of this process.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import resource
+import sys
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(_ROOT), str(_ROOT / "example_project")]
+PER_CUSTOMER = 10
+BATCH = 1000
+COLUMNS = ["customer_reference", "processor_customer_id", "token", "brand", "last4", "exp_month", "exp_year"]
+
+
+def write_csv(path: str, rows: int) -> None:
+    with open(path, "w", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(COLUMNS)
+        for i in range(rows):
+            customer = i // PER_CUSTOMER
+            writer.writerow([f"imp-{customer}", f"cus_imp{customer:08d}", f"sbxpm_imp{i:010d}", "visa",
+                             f"{i % 10000:04d}", 1 + i % 12, 2030 + i % 6])
+
+
+def rows_of(path: str):
+    with open(path, newline="") as handle:
+        yield from csv.DictReader(handle)
+
+
+def bulk(path: str) -> int:
+    """The least an import can do: create the customers and the methods, batch by batch."""
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    count, batch = 0, []
+
+    def flush():
+        refs = sorted({r["customer_reference"] for r in batch})
+        existing = {c.reference_id: c for c in Customer.objects.filter(account="default", reference_id__in=refs)}
+        created = Customer.objects.bulk_create([
+            Customer(account="default", reference_id=ref,
+                     processor_customer_id=next(r["processor_customer_id"] for r in batch
+                                                if r["customer_reference"] == ref))
+            for ref in refs if ref not in existing])
+        existing.update({c.reference_id: c for c in created})
+        SavedPaymentMethod.objects.bulk_create([
+            SavedPaymentMethod(customer=existing[r["customer_reference"]], processor_token=r["token"],
+                               processor_lookup=SavedPaymentMethod.lookup_for("default", r["token"]),
+                               brand=r["brand"], last4=r["last4"], exp_month=int(r["exp_month"]),
+                               exp_year=int(r["exp_year"]))
+            for r in batch])
+
+    for row in rows_of(path):
+        batch.append(row)
+        count += 1
+        if len(batch) >= BATCH:
+            flush()
+            batch = []
+    if batch:
+        flush()
+    return count
+
+
+def main() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "bench.settings")
+    action, args = sys.argv[1], sys.argv[2:]
+    if action == "csv":
+        write_csv(args[0], int(args[1]))
+        return
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    start = time.perf_counter()
+    rows = 0
+    if action == "import":
+        sink = io.StringIO()
+        with redirect_stdout(sink), redirect_stderr(sink):
+            call_command("vault_import", args[0], account="default")
+        rows = SavedPaymentMethod.objects.filter(customer__account="default",
+                                                 customer__reference_id__startswith="imp-").count()
+    elif action == "bulk":
+        rows = bulk(args[0])
+    elif action == "rotate":
+        rows = SavedPaymentMethod.objects.count()
+        start = time.perf_counter()
+        sink = io.StringIO()
+        with redirect_stdout(sink), redirect_stderr(sink):
+            call_command("vault_rotate_keys")
+    elif action == "wipe":
+        SavedPaymentMethod.objects.filter(customer__reference_id__startswith="imp-").delete()
+        Customer.objects.filter(reference_id__startswith="imp-").delete()
+    else:
+        raise SystemExit(f"unknown action {action!r}")
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rows": rows,
+                      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+
+
+if __name__ == "__main__":
+    main()

@@ -25,7 +25,7 @@ import jwt
 import pytest
 import requests
 
-from tests.test_browser import ROOT, SHOP, Shop
+from tests.test_browser import ROOT, SHOP, Shop, manage, shop_env
 
 pytestmark = [
     # Runs the shop on its own SQLite file whatever the suite's database: once per CI run is enough.
@@ -49,7 +49,11 @@ def shop(tmp_path_factory):
     saved = {name: os.environ.pop(name) for name in ("SECRET_KEY", "FERNET_KEY", "VAULT_WEBHOOK_SECRET", "DEBUG")
              if name in os.environ}
     try:
-        with Shop(tmp, VAULT_EXAMPLE_SECRETS=str(tmp / "local_secrets.json")) as running:
+        secrets_env = {"VAULT_EXAMPLE_SECRETS": str(tmp / "local_secrets.json")}
+        seed = tmp_path_factory.mktemp("hardened-shop-db")  # migrated with this shop's own secrets
+        manage(shop_env(seed, **secrets_env), "migrate", "--noinput")
+        manage(shop_env(seed, **secrets_env), "create_demo_data")
+        with Shop(tmp, seed / "db.sqlite3", **secrets_env) as running:
             path = tmp / "local_secrets.json"
             running.secrets = json.loads(path.read_text()) if path.exists() else {
                 "SECRET_KEY": "", "FERNET_KEY": "", "WEBHOOK_SECRET": ""}

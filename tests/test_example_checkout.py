@@ -38,7 +38,7 @@ def _counts(shop):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_five_concurrent_pay_clicks_make_one_order_and_one_charge(tmp_path, template_db):
+def test_five_concurrent_pay_clicks_make_one_order_and_one_charge(tmp_path, template_db):  # noqa: F811
     with Shop(tmp_path, template_db) as shop:
         s = requests.Session()
         token = _csrf(s, shop.url + "/accounts/login/")

@@ -1,0 +1,118 @@
+"""Event processing and webhook reception pinned where mutation testing found them loose (issue 13).
+
+Two events present when one is processed (a lost ``pk=`` picks the other), processed events
+left alone unless forced, a closed card never chargeable, and the body limit on both sides.
+"""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+from vault_wallets import services, signals
+from vault_wallets.exceptions import PaymentMethodNotChargeable
+from vault_wallets.models import PaymentMethodChange, SavedPaymentMethod, WebhookEvent
+from vault_wallets.processors import base as p
+from vault_wallets.services import events
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+URL = "/wallet/webhooks/default/"
+
+
+def post(body: bytes, headers: dict, url=URL, **extra):
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
+    return APIClient().generic("POST", url, body, content_type="application/json", **meta, **extra)
+
+
+@pytest.fixture
+def method(customer, card_token):
+    saved, _ = services.add_payment_method(customer, card_token())
+    return saved
+
+
+def _stored(sandbox, method, event_id, settings):
+    """Store a NOC delivery without processing it (the broker is 'down': nothing is enqueued)."""
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
+                                         event_id=event_id)
+    request = p.WebhookRequest(headers=headers, body=body, remote_addr="127.0.0.1", received_at=None)
+    processor = sandbox
+    event_id, event_type = processor.webhook_event_id(request)
+    event, created = events.store_delivery("default", processor, request, event_id, event_type)
+    assert created
+    return event
+
+
+def test_processing_one_event_leaves_the_other_alone(method, sandbox, settings, monkeypatch):
+    monkeypatch.setattr("vault_wallets.tasks.enqueue_event", lambda pk: False)
+    older = _stored(sandbox, method, "evt_older", settings)
+    newer = _stored(sandbox, method, "evt_newer", settings)
+    assert events.process_event(older.pk) == WebhookEvent.PROCESSED
+    older.refresh_from_db()
+    newer.refresh_from_db()
+    assert older.status == WebhookEvent.PROCESSED and older.attempts == 1
+    assert newer.status == WebhookEvent.RECEIVED and newer.attempts == 0
+    assert events.process_event(newer.pk) == WebhookEvent.PROCESSED
+
+
+def test_a_processed_event_is_processed_again_only_when_forced(method, sandbox, settings, monkeypatch):
+    monkeypatch.setattr("vault_wallets.tasks.enqueue_event", lambda pk: False)
+    event = _stored(sandbox, method, "evt_once", settings)
+    received = []
+
+    def listener(sender, event, **kwargs):
+        received.append(event)
+
+    signals.vault_event.connect(listener)
+    try:
+        assert events.process_event(event.pk) == WebhookEvent.PROCESSED
+        assert len(received) == 1
+        assert events.process_event(event.pk) == WebhookEvent.PROCESSED
+        event.refresh_from_db()
+        assert event.attempts == 1 and len(received) == 1  # not again
+        assert events.process_event(event.pk, force=True) == WebhookEvent.PROCESSED
+        event.refresh_from_db()
+        assert event.attempts == 2 and len(received) == 2
+    finally:
+        signals.vault_event.disconnect(listener)
+
+
+def test_a_closed_card_is_never_chargeable_again(customer, method, card_token, sandbox):
+    other, _ = services.add_payment_method(customer, card_token("5555555555554444"))
+    sandbox.network_update(method.processor_ref.method_id, closed=True)
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]})
+    assert post(body, headers).status_code == 200
+    method.refresh_from_db()
+    other.refresh_from_db()
+    assert method.status == p.METHOD_CLOSED and not method.is_default and not method.is_chargeable
+    assert other.is_default  # the next chargeable method was promoted
+    with pytest.raises(PaymentMethodNotChargeable):
+        services.charge(customer, 100, "USD", method.uid, idempotency_key="after-close")
+    with pytest.raises(PaymentMethodNotChargeable):
+        services.set_default_payment_method(customer, method.uid)
+    assert PaymentMethodChange.objects.filter(payment_method=method, after__status="closed").exists()
+    assert SavedPaymentMethod.objects.filter(customer=customer, is_default=True).count() == 1
+
+
+def _send(body: bytes, headers: dict, chunked: bool):
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
+    if chunked:  # what gunicorn hands over for a chunked request: the de-chunked stream, no CONTENT_LENGTH
+        meta.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked",
+                     "wsgi.input_terminated": True})
+        return Client().generic("POST", URL, b"", content_type="application/json", **meta)
+    return Client().generic("POST", URL, body, content_type="application/json", **meta)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_the_body_limit_admits_exactly_the_limit(method, sandbox, settings, chunked):
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
+                                        event_id=f"evt_limit_{chunked}")
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "WEBHOOK_MAX_BODY_BYTES": len(body)}
+    at_limit = _send(body, headers, chunked)
+    assert at_limit.status_code == 200, at_limit.content
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "WEBHOOK_MAX_BODY_BYTES": len(body) - 1}
+    over = _send(body, headers, chunked)
+    assert over.status_code == 413 and over.json()["error"]["code"] == "payload_too_large"

@@ -41,7 +41,8 @@ def render(figures: dict, database: str) -> str:
         '"Refused" is a 4xx — or, for the authorization matrix, an attempt that read and changed nothing'
         " of A's (B reading B's own wallet counts); for the secret scan, a surface searched clean; for "
         'replays, a duplicate stored once. Expected to succeed: the control rows (valid deliveries, A '
-        "acting on A's own wallet), the first of each set of replays, chunked deliveries under a de-"
+        "acting on A's own wallet, staff on the staff and admin routes), the first of each set of replays, "
+        "chunked deliveries under a de-"
         'chunking server (the other half get 411), generated webhook payloads whose id and type are '
         'clean, and schemathesis requests that are valid. Secret-scan attempts are the items searched '
         '(log records, answers, pages, database cells).'

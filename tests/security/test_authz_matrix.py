@@ -18,7 +18,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from vault_wallets import services, tokens
-from vault_wallets.models import Address, Customer, SavedPaymentMethod
+from vault_wallets.models import Address, Charge, Customer, ErasureRequest, ImportJob, SavedPaymentMethod
 
 from .conftest import record
 
@@ -39,7 +39,24 @@ RULES = {
     "schema": "public",
     "sandbox-tokens": "public",
     "webhook": "public",
+    # Session-only checkout edges (no bearer token): "session-issue" acts for the logged-in
+    # caller, "session-self" shows the caller's own wallet, "session-object" names A's method in
+    # its form body (a no-JS form: an anonymous POST is sent to the login page).
+    "checkout-session": "session-issue",
+    "checkout-methods": "session-self",
+    "checkout-manage": "session-object",
+    # Staff-only JSON API (``is_staff``, as docs/import-export.md says).
+    "staff-imports": "staff",
+    "staff-import": "staff",
+    # vault_wallets' own admin views (one mount: the admin site): staff with the model's permission only.
+    "vault_wallets_customer_delete": "admin",
+    "vault_wallets_savedpaymentmethod_delete": "admin",
+    "vault_wallets_address_delete": "admin",
+    "vault_wallets_charge_change": "admin",
+    "vault_wallets_erasurerequest_change": "admin",
 }
+
+SESSION_RULES = {"session-issue", "session-self", "session-object"}
 
 
 def vault_routes():
@@ -70,7 +87,13 @@ ROUTES = vault_routes()
 
 def test_every_route_has_a_rule_and_both_mounts_are_covered():
     assert {route[1] for route in ROUTES} <= set(RULES), "a new route needs a rule in RULES"
-    assert len(ROUTES) >= 2 * len(RULES)
+    mounts = {}
+    for _route, name, namespace, _kwargs, _allowed in ROUTES:
+        mounts.setdefault(name, set()).add(namespace)
+    assert set(mounts) == set(RULES), "a rule for a route that no longer exists"
+    for name, rule in RULES.items():
+        expected = {"admin"} if rule == "admin" else {"vault_wallets", "vault_wallets_eu"}
+        assert mounts[name] == expected, name
 
 
 @dataclass
@@ -83,6 +106,10 @@ class World:
     adr: str
     a_token: str
     secrets_of_a: tuple[str, ...]
+    admin_ids: dict
+    job: str
+    staff: object
+    superuser: object
 
 
 @pytest.fixture
@@ -94,9 +121,17 @@ def world(make_user, card_token):
     address = services.create_address(a, name="Alice Aardvark", line1="1 A-only Lane", city="Springfield",
                                       postal_code="12345", country="US", make_default=True)
     services.add_payment_method(b, card_token())
+    charge = services.charge(a, 1234, "USD", method.uid, idempotency_key="authz-matrix", reference="A-order")
+    c = services.get_or_create_customer(make_user("shopper_c"))
+    erasure = services.erase_customer(c, reason="authz matrix")
+    job = ImportJob.objects.create(account="default", format="csv", file_name="authz.csv")
     issued = tokens.issue(a)
+    admin_ids = {"customer": a.pk, "savedpaymentmethod": method.pk, "address": address.pk, "charge": charge.pk,
+                 "erasurerequest": erasure.pk}
     return World(a_user, b_user, a, b, method.uid, address.uid, issued.token,
-                 (a.uid, method.uid, address.uid, "A-secret-label", "Alice Aardvark", "1 A-only Lane"))
+                 (a.uid, method.uid, address.uid, "A-secret-label", "Alice Aardvark", "1 A-only Lane"),
+                 admin_ids, job.uid, make_user("staff_no_perms", is_staff=True),
+                 make_user("superuser", is_staff=True, is_superuser=True))
 
 
 def snapshot(customer):
@@ -105,7 +140,11 @@ def snapshot(customer):
             sorted(SavedPaymentMethod.objects.filter(customer=customer).values_list(
                 "uid", "label", "is_default", "status", "exp_month", "exp_year", "last4")),
             sorted(Address.objects.filter(customer=customer).values_list(
-                "uid", "name", "line1", "city", "postal_code", "country", "is_default")))
+                "uid", "name", "line1", "city", "postal_code", "country", "is_default")),
+            sorted(Charge.objects.filter(customer=customer).values_list(
+                "uid", "amount", "amount_captured", "amount_refunded", "status", "reference")),
+            sorted(ErasureRequest.objects.values_list("uid", "customer_uid", "status", "attempts", "reason")),
+            sorted(ImportJob.objects.values_list("uid", "status", "file_name")))
 
 
 def _jwt(claims_override=None, key=None, algorithm="HS256", headers=None, world=None):
@@ -170,6 +209,8 @@ def callers(world, make_api):
         "other-account token": (bearer(_jwt({"acct": "eu"}, world=world)), False, ""),
         "revoked token": (bearer(revoked), False, ""),
         "token in query string": (lambda: make_api(None), False, f"?token={live}&access_token={live}&jwt={live}"),
+        "staff without permissions": (lambda: make_api(world.staff), False, ""),
+        "superuser": (lambda: make_api(world.superuser), False, ""),
     }
 
 
@@ -181,49 +222,109 @@ NOBODY = {"anonymous", "expired token", "tampered token", "alg:none token", "wro
 #: A method the view does not implement is tried by these callers only (it must be 401/403/405).
 FEW = {"anonymous", "shopper B (session)", "A's token"}
 
+#: Staff callers: on "staff" and "admin" routes they are the product (see the rules there).
+STAFF = {"staff without permissions", "superuser"}
+
+
+def _path(route, name, world, mount_account):
+    uid = {"payment-method": world.spm, "address": world.adr, "staff-import": world.job}.get(name, "")
+    path = "/" + route.replace("<str:uid>", uid).replace("<str:account>", mount_account)
+    if "<path:object_id>" in path:
+        model = name.removeprefix("vault_wallets_").rsplit("_", 1)[0]
+        path = path.replace("<path:object_id>", str(world.admin_ids[model]))
+    return path
+
+
+def _bodies(rule, world):
+    """(body, content type) pairs each caller sends with a method.  The no-JS manage form is
+    tried three ways with A's method: remove (confirmed), remove (asks first), make default."""
+    if rule == "session-object":
+        from urllib.parse import urlencode
+
+        return [(urlencode(form), "application/x-www-form-urlencoded") for form in (
+            {"vault_remove": world.spm, "vault_confirm": "yes", "vault_next": "/"},
+            {"vault_remove": world.spm},
+            {"vault_make_default": world.spm})]
+    return [(json.dumps({"label": "pwned", "name": "pwned", "saved_payment_method_id": world.spm, "token": "tok_x",
+                         "customer": world.a.uid, "make_default": True}), "application/json")]
+
 
 @pytest.mark.parametrize("route,name,namespace,kwargs,allowed", ROUTES, ids=[f"{r[2]}:{r[1]}" for r in ROUTES])
 def test_matrix(world, make_api, route, name, namespace, kwargs, allowed):
     rule = RULES[name]
     mount_account = kwargs.get("vault_account", "default")
-    path = "/" + route.replace("<str:uid>", world.spm if name == "payment-method" else world.adr) \
-        .replace("<str:account>", mount_account)
+    path = _path(route, name, world, mount_account)
     table = callers(world, make_api)
     before = snapshot(world.a)
-    body = json.dumps({"label": "pwned", "name": "pwned", "saved_payment_method_id": world.spm, "token": "tok_x",
-                       "customer": world.a.uid, "make_default": True})
     for caller, (factory, acts_as_a, query) in table.items():
+        if rule in SESSION_RULES:
+            acts_as_a = caller == "shopper A (session)"  # session-only: a bearer token is nobody here
         # On the "eu" mount A's session is another account's customer: not the A who owns the data.
         acts_as_a = acts_as_a and mount_account == "default"
+        privileged = caller in STAFF and rule in ("staff", "admin")
+        # session-only: a bearer token without a session is nobody
+        nobody = caller in NOBODY or (rule in SESSION_RULES and caller in ("A's token", "B's token"))
         for method in METHODS:
             if acts_as_a and method != "GET":
                 continue  # A changing A's own wallet is the product, not an attack
+            if caller == "superuser" and rule == "admin" and method != "GET":
+                continue  # a superuser deleting A's card in the admin is the product too
             if (method not in allowed or rule == "public") and caller not in FEW:
                 continue  # public routes hold nobody's data: a few callers show that
-            response = factory().generic(method, path + query, body, content_type="application/json")
-            text = response.content.decode("utf-8", "replace")
-            leaked = (not acts_as_a) and any(secret in text for secret in world.secrets_of_a)
-            changed = snapshot(world.a) != before
-            where = f"{caller} {method} {path[:60]} → {response.status_code}"
-            if acts_as_a:
-                record("authorization: A's own callers (control)", response.status_code, refused=False,
-                       leaked=changed)
-            else:
-                record("authorization: everyone but A", response.status_code,
-                       refused=not (leaked or changed), leaked=leaked or changed)
-            assert response.status_code < 500, where
-            assert not leaked, f"A's data leaked: {where}: {text[:200]}"
-            assert not changed, f"A's data changed: {where}"
-            if method not in allowed:
-                assert response.status_code in (401, 403, 405), where
-                continue
-            if rule == "object" and not acts_as_a:
-                # "Not yours" must be indistinguishable from "does not exist".
-                missing_path = path.replace(world.spm, "spm_" + "M" * 24).replace(world.adr, "adr_" + "M" * 24)
-                missing = factory().generic(method, missing_path + query, body, content_type="application/json")
-                assert (response.status_code, _code(response)) == (missing.status_code, _code(missing)), where
-                assert response.status_code in (400, 401, 403, 404, 405), where
-            if rule in ("self", "object", "issue") and caller in NOBODY:
-                assert response.status_code in (401, 403, 405), where
-            if acts_as_a and rule == "object":
-                assert response.status_code == 200 and (world.spm in text or world.adr in text), where
+            for body, content_type in _bodies(rule, world):
+                _attempt(world, factory, caller, method, path, query, body, content_type, rule, allowed,
+                         acts_as_a, privileged, nobody, before)
+
+
+def _attempt(world, factory, caller, method, path, query, body, content_type, rule, allowed, acts_as_a,
+             privileged, nobody, before):
+    response = factory().generic(method, path + query, body, content_type=content_type)
+    text = response.content.decode("utf-8", "replace")
+    leaked = (not acts_as_a and not privileged) and any(secret in text for secret in world.secrets_of_a)
+    changed = snapshot(world.a) != before
+    where = f"{caller} {method} {path[:60]} → {response.status_code}"
+    if acts_as_a:
+        record("authorization: A's own callers (control)", response.status_code, refused=False, leaked=changed)
+    elif privileged:
+        record("authorization: staff (control)", response.status_code, refused=False, leaked=changed)
+    else:
+        record("authorization: everyone but A", response.status_code,
+               refused=not (leaked or changed), leaked=leaked or changed)
+    assert response.status_code < 500, where
+    assert not leaked, f"A's data leaked: {where}: {text[:200]}"
+    assert not changed, f"A's data changed: {where}"
+    if rule == "admin":
+        if caller == "superuser":
+            assert response.status_code == 200, where  # the control: the page works for staff
+        elif caller == "staff without permissions":
+            assert response.status_code == 403, where
+        else:  # not staff: the admin's login page, whatever the method
+            assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), where
+        return
+    if rule == "staff":
+        if privileged and method == "GET":
+            assert response.status_code == 200 and world.job in text, where
+        elif privileged:
+            assert 400 <= response.status_code < 500, where  # a JSON body is no upload
+        else:
+            assert response.status_code in (401, 403), where
+        return
+    if method not in allowed:
+        assert response.status_code in (401, 403, 405), where
+        return
+    if rule in ("object", "session-object") and not acts_as_a:
+        # "Not yours" must be indistinguishable from "does not exist".
+        missing_spm, missing_adr = "spm_" + "M" * 24, "adr_" + "M" * 24
+        missing = factory().generic(method, path.replace(world.spm, missing_spm).replace(world.adr, missing_adr)
+                                    + query, body.replace(world.spm, missing_spm), content_type=content_type)
+        assert (response.status_code, _code(response)) == (missing.status_code, _code(missing)), where
+        if not (nobody and rule == "session-object"):
+            assert response.status_code in (400, 401, 403, 404, 405), where
+    if rule in ("self", "object", "issue") and nobody:
+        assert response.status_code in (401, 403, 405), where
+    if rule in SESSION_RULES and nobody:
+        # a no-JS form sends the anonymous to the login page; the JSON/fragment edges answer 401/403
+        to_login = response.status_code == 302 and "login" in response["Location"]
+        assert response.status_code in (401, 403, 405) or (rule == "session-object" and to_login), where
+    if acts_as_a and rule in ("object", "session-self"):
+        assert response.status_code == 200 and (world.spm in text or world.adr in text), where

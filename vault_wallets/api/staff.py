@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
+from rest_framework import exceptions
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAdminUser
@@ -43,6 +44,17 @@ class StaffAPIView(APIView):
 
     def get_exception_handler(self):
         return exception_handler
+
+    def initial(self, request, *args, **kwargs):
+        # Refuse a non-staff caller before anything reads the body: DRF's CSRF check reads
+        # ``request.POST``, which would parse (and spool) a stranger's upload first — and answer
+        # 415 instead of 403 to a JSON body.  The session user is the one SessionAuthentication uses.
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_authenticated:
+            raise exceptions.NotAuthenticated()
+        if not (user.is_active and user.is_staff):
+            raise exceptions.PermissionDenied()
+        super().initial(request, *args, **kwargs)
 
 
 class ImportJobListView(StaffAPIView):

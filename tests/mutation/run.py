@@ -50,6 +50,13 @@ def configured_modules() -> list[str]:
     return [path[:-3].replace("/", ".") for path in config["only_mutate"]]
 
 
+def module_floors() -> dict[str, float]:
+    """Per-module floors under the target (``[tool.vault_wallets.mutation] floors``): modules still
+    being brought up to the target are held at their current score so they cannot slide back."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    return dict(tool.get("vault_wallets", {}).get("mutation", {}).get("floors", {}))
+
+
 def documented_survivors() -> dict[str, str]:
     if not DOC.exists():
         return {}
@@ -117,18 +124,21 @@ def report(threshold: float, percent: int) -> int:
         else:  # "no tests", "suspicious", "skipped": not killed, so they count against the score
             row["other"].append(f"{name} ({status})")
     failed = False
-    lines = [f"| module | checked | killed | equivalent (documented) | survived | score | threshold {threshold:g} % |",
+    floors = module_floors()
+    lines = ["| module | checked | killed | equivalent (documented) | survived | score | required |",
              "|---|---|---|---|---|---|---|"]
     summary = {}
     for module in modules:
         row = per_module[module]
         scored = row["killed"] + len(row["survived"]) + len(row["other"])
         score = 100.0 * row["killed"] / scored if scored else 100.0
-        ok = score >= threshold
+        required = min(threshold, floors.get(module, threshold))
+        ok = score >= required
         failed |= not ok
+        verdict = "met" if score >= threshold else (f"floor {required:g} % held" if ok else "MISSED")
         lines.append(f"| `{module}` | {scored + len(row['equivalent'])} | {row['killed']} | {len(row['equivalent'])} "
-                     f"| {len(row['survived']) + len(row['other'])} | {score:.1f} % | {'met' if ok else 'MISSED'} |")
-        summary[module] = {"score": round(score, 1), **row}
+                     f"| {len(row['survived']) + len(row['other'])} | {score:.1f} % | {required:g} %: {verdict} |")
+        summary[module] = {"score": round(score, 1), "required": required, **row}
     stale = sorted(name for name in documented if module_of(name, modules) and name not in results)
     if stale and percent == 100:
         failed = True

@@ -106,7 +106,7 @@ def _delete_selected_through_services(modeladmin, request, queryset):
     return None
 
 
-_delete_selected_through_services.allowed_permissions = ("delete",)
+_delete_selected_through_services.allowed_permissions = ("delete",)  # type: ignore[attr-defined]
 
 
 class SavedPaymentMethodInline(admin.TabularInline):

@@ -7,8 +7,8 @@ Python 3.12–3.13.  Every pair runs on SQLite:
   (``tests/test_browser.py``, run by ``make test``) and the install test (``make test-install``);
   the real-worker tests skip on SQLite (they run in ``.ci/run``'s PostgreSQL + Redis step);
 * every other pair runs ``SUBSET``: the Django-facing layers (system checks, shopper API,
-  customer tokens, webhooks, admin, services, sandbox).  Processor wire formats do not depend on
-  Django and run once, on the newest pair.
+  customer tokens, webhooks, admin, services, sandbox, checkout tags, security checks).
+  Processor wire formats do not depend on Django and run once, on the newest pair.
 
 ``nox -s tests_postgres`` runs the whole suite on PostgreSQL with a real Celery worker on Redis
 on the newest pair (needs ``DATABASE_URL``; ``.ci/run`` runs the same on Python 3.11 × Django 5.2).
@@ -48,6 +48,8 @@ SUBSET = [
     "tests/test_sandbox.py",
     "tests/test_sandbox_webhooks.py",
     "tests/test_commands.py",
+    "tests/test_checkout.py",  # the checkout tags and their API (templates, sessions): ~15 s
+    "tests/test_security_checks.py",  # the security system checks (runs `check`): ~2 s
 ]
 WHOLE = ["tests", "--ignore=tests/test_browser.py", "--ignore=tests/test_readme_install.py"]
 

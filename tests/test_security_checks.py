@@ -60,12 +60,14 @@ def test_fernet_keys_must_be_a_list(settings, value, flagged):
     assert ("vault_wallets.E016" in ids(check_secrets())) is flagged
 
 
+@pytest.mark.django_db  # Django 6.1's model checks ask the database (JSONField support)
 def test_fernet_keys_string_is_an_error_the_check_command_stops_on(settings):
     settings.FERNET_KEYS = "one-key-as-a-string"
     with pytest.raises(SystemCheckError, match="E016"):
         call_command("check")
 
 
+@pytest.mark.django_db  # Django 6.1's model checks ask the database (JSONField support)
 def test_sandbox_with_debug_off_is_a_deploy_warning(settings):
     settings.DEBUG = False
     assert "vault_wallets.W004" in ids(check_deploy())

@@ -8,6 +8,8 @@ financial records, an audit record written).
 
 from __future__ import annotations
 
+import dataclasses
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected
@@ -77,11 +79,16 @@ class ThroughServicesDelete:
                               "Try again later.", messages.ERROR)
             return HttpResponseRedirect(request.path)
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if "delete_selected" in actions:
-            actions["delete_selected"] = (_delete_selected_through_services, "delete_selected",
-                                          actions["delete_selected"][2])
+    def get_actions(self, request, action_location=None):
+        # Django 6.1 passes action_location and holds Action objects (the old signature and tuple
+        # indexing are deprecated there); 5.2 and 6.0 call get_actions(request) and hold tuples.
+        actions = (super().get_actions(request) if action_location is None
+                   else super().get_actions(request, action_location=action_location))
+        current = actions.get("delete_selected")
+        if current is not None and hasattr(current, "func"):
+            actions["delete_selected"] = dataclasses.replace(current, func=_delete_selected_through_services)
+        elif current is not None:
+            actions["delete_selected"] = (_delete_selected_through_services, "delete_selected", current[2])
         return actions
 
 
@@ -106,7 +113,7 @@ def _delete_selected_through_services(modeladmin, request, queryset):
     return None
 
 
-_delete_selected_through_services.allowed_permissions = ("delete",)
+_delete_selected_through_services.allowed_permissions = ("delete",)  # type: ignore[attr-defined]
 
 
 class SavedPaymentMethodInline(admin.TabularInline):

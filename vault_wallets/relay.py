@@ -42,6 +42,7 @@ class Relay:
                 self._pid = os.getpid()
                 self._thread = threading.Thread(target=self._run, name="vault-wallets-relay", daemon=True)
                 self._thread.start()
+            assert self._queue is not None  # created on the first call (self._pid starts as None)
             return self._queue
 
     def submit(self, publish: Callable[[], object], what: str = "") -> bool:
@@ -56,6 +57,7 @@ class Relay:
 
     def _run(self) -> None:
         q = self._queue
+        assert q is not None  # _ensure creates the queue before it starts this thread
         while True:
             publish, what = q.get()
             try:

@@ -156,7 +156,7 @@ def enqueue_erasure(erasure_pk: int, countdown: float = 0) -> bool:
     if retry_erasure.app.conf.task_always_eager:
         return False  # eager Celery ignores countdowns (it would retry at once, forever): the sweeper retries
     try:
-        retry_erasure.apply_async(args=[erasure_pk], countdown=countdown, retry=False)
+        retry_erasure.apply_async(args=(erasure_pk,), countdown=countdown, retry=False)
         return True
     except Exception as exc:  # broker down: the sweeper retries it
         logger.warning("could not enqueue erasure %s (%s); the sweeper will pick it up", erasure_pk,

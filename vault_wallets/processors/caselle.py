@@ -343,8 +343,8 @@ def _with_display_data(saved: Any, ptype: str, sent: Mapping[str, Any]) -> dict[
     proxynized token we sent is never used as the permanent one.
     """
     saved = dict(saved) if isinstance(saved, Mapping) else {}
-    pm = saved.get("payment_method") if isinstance(saved.get("payment_method"), Mapping) else {}
-    answered = pm.get(ptype) if isinstance(pm.get(ptype), Mapping) else {}
+    pm: Mapping[str, Any] = saved["payment_method"] if isinstance(saved.get("payment_method"), Mapping) else {}
+    answered: Mapping[str, Any] = pm[ptype] if isinstance(pm.get(ptype), Mapping) else {}
     display = {k: v for k, v in sent.items() if k != "fingerprint"}
     saved["payment_method"] = {**pm, "payment_method_type": pm.get("payment_method_type") or ptype,
                                ptype: {**display, **answered}}

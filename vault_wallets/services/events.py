@@ -21,6 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
+from typing import Any
 
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -236,7 +237,7 @@ def _after_commit(outcome: _Outcome) -> None:
                                           next_attempt_at=timezone.now() + grace)
                   for i, pks in enumerate(outcome.chunks)]
         for chunk in chunks:
-            transaction.on_commit(lambda pk=chunk.pk: enqueue_noc_chunk(pk))
+            transaction.on_commit(partial(enqueue_noc_chunk, chunk.pk))
 
 
 def _handle(event: WebhookEvent) -> _Outcome:
@@ -398,8 +399,8 @@ def apply_fetched_batch(answers: list[tuple[SavedPaymentMethod, p.VaultedMethod 
         PaymentMethodChange.objects.bulk_create(history)
         promoted = {pk: promote_next_default(customers[pk]) for pk in lost_default}
         for current, change in zip(changed, history, strict=True):
-            transaction.on_commit(lambda current=current, change=change: payment_method_updated.send(
-                sender=SavedPaymentMethod, payment_method=current, changes=change,
+            transaction.on_commit(partial(
+                payment_method_updated.send, sender=SavedPaymentMethod, payment_method=current, changes=change,
                 promoted=promoted.get(current.customer_id) if current.pk in lost_pks else None))
     return len(changed)
 
@@ -419,7 +420,7 @@ def _write_display_fields(methods: list[SavedPaymentMethod]) -> None:
         return
     meta = SavedPaymentMethod._meta
     qn = connection.ops.quote_name
-    fields = [meta.get_field(name) for name in _DISPLAY_COLUMNS]
+    fields: list[Any] = [meta.get_field(name) for name in _DISPLAY_COLUMNS]  # concrete fields, not relations
     casts = [f"%s::{field.db_type(connection)}" for field in fields]
     row = f"(%s::bigint, {', '.join(casts)})"
     params = []
@@ -494,7 +495,8 @@ def refresh_concurrently(methods: list[SavedPaymentMethod], *, source_event: Web
     groups: dict[tuple[str, int], list[SavedPaymentMethod]] = {}
     for method in methods:
         groups.setdefault((method.customer.account, method.customer_id), []).append(method)
-    changed, failure, ready = 0, None, []
+    ready: list[tuple[SavedPaymentMethod, p.VaultedMethod | None]] = []
+    changed, failure = 0, None
     batch = max(limit, 25)
     with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="vault-fetch") as pool:
         futures = {pool.submit(_fetch_group, account, group[0].customer.processor_ref,

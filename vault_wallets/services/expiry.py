@@ -31,7 +31,8 @@ def last_valid_day(exp_year: int, exp_month: int) -> date:
 
 def _months_ending_between(start: date, end: date) -> list[tuple[int, int]]:
     """(year, month) pairs whose last day lies in [start, end]."""
-    months, year, month = [], start.year, start.month
+    months: list[tuple[int, int]] = []
+    year, month = start.year, start.month
     while True:
         last = last_valid_day(year, month)
         if last > end:

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.apps import apps
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from fernet_fields import EncryptedField
 from fernet_fields.hkdf import derive_fernet_key
 
 BATCH_SIZE = 500
 
 
-def encrypted_fields() -> Iterator[tuple[type, list]]:
+def encrypted_fields() -> Iterator[tuple[type[models.Model], list]]:
     """(model, [encrypted fields]) for every installed concrete model that has any."""
     for model in apps.get_models():
         if model._meta.proxy or not model._meta.managed:
@@ -100,11 +100,12 @@ def rotate_keys(*, batch_size: int = BATCH_SIZE, dry_run: bool = False,
                         continue
                     updates.append((f, row[0], raw, new))
             if updates and not dry_run:
+                binary = connection.Database.Binary  # type: ignore[attr-defined]  # the DB-API module (not in django-stubs)
                 with transaction.atomic(using=alias), connection.cursor() as cursor:
                     for f, row_pk, old, new in updates:
                         column = qn(f.column)
                         cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s AND {column} = %s",  # noqa: S608
-                                       [connection.Database.Binary(new), row_pk, connection.Database.Binary(old)])
+                                       [binary(new), row_pk, binary(old)])
                         if cursor.rowcount:
                             report.rotated += 1
                             key = f"{label}.{f.name}"

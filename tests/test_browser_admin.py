@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.test_browser import CHROMIUM, Shop, playwright_api
+from tests.test_browser import CHROMIUM, Shop, playwright_api, template_db  # noqa: F401  (template_db: a fixture)
 
 pytestmark = [
     pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium"),
@@ -50,9 +50,9 @@ def fits(page) -> bool:
     return widths[0] <= widths[1]
 
 
-def test_staff_use_the_admin(tmp_path):
+def test_staff_use_the_admin(tmp_path, template_db):  # noqa: F811
     shots = tmp_path
-    with Shop(tmp_path) as shop, playwright_api.sync_playwright() as pw:
+    with Shop(tmp_path, template_db) as shop, playwright_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         try:

@@ -124,6 +124,8 @@ def page(browser):
     page.set_default_timeout(15_000)
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    # A script, frame or XHR the shop's Content-Security-Policy blocks is only a console message.
+    page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
     page.js_errors = errors
     yield page
     context.close()

@@ -74,3 +74,19 @@ def test_five_concurrent_pay_clicks_make_one_order_and_one_charge(tmp_path, temp
             counts[0] - before[0], counts[1] - before[1], counts[2] - before[2], counts[3])
         assert (orders, local_charges, processor_charges) == (1, 1, 1), counts
         assert order_statuses == ["paid"]
+
+
+@pytest.mark.parametrize("fake, expected", [("", "db.sqlite3"),
+                                            ("paysimple@http://127.0.0.1:9", "db-paysimple.sqlite3")])
+def test_the_demo_keeps_a_database_per_processor_fake(fake, expected):
+    """``make demo`` then ``VAULT_FAKE=… make demo`` (docs/quickstart.md): the sandbox's customer ids
+    are unknown to the fake (a saved card then answered 404), so each fake gets its own file."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SQLITE_PATH", "VAULT_FAKE")}
+    env.update(DJANGO_SETTINGS_MODULE="shop.settings", PYTHONPATH=str(SHOP.parent), VAULT_FAKE=fake)
+    out = subprocess.run([sys.executable, "-c", "from django.conf import settings; "
+                          "print(settings.DATABASES['default']['NAME'])"],
+                         cwd=SHOP, env=env, check=True, capture_output=True, text=True).stdout
+    assert out.strip() == str(SHOP / expected)

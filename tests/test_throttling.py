@@ -23,6 +23,8 @@ def assert_throttled(response):
     assert int(response["Retry-After"]) >= 1
     body = response.json()
     assert body["error"]["code"] == "throttled" and body["error"]["message"]
+    # Shown to the shopper as is by the checkout: a sentence, not DRF's "Expected available in N seconds".
+    assert "seconds" not in body["error"]["message"] and "try again" in body["error"]["message"]
     assert response["Content-Type"].startswith("application/json")
 
 

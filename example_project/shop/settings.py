@@ -76,8 +76,11 @@ else:
     if django.VERSION >= (5, 1):
         _sqlite_options.update(transaction_mode="IMMEDIATE",
                                init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL")
+    # Against a processor's fake (VAULT_FAKE below) the shop keeps its own file per fake: the
+    # sandbox's customer ids mean nothing to the fake, and the fake's nothing to the sandbox.
+    _sqlite_name = "db-" + os.environ["VAULT_FAKE"].partition("@")[0] if os.environ.get("VAULT_FAKE") else "db"
     DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3",
-                             "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"),
+                             "NAME": os.environ.get("SQLITE_PATH", BASE_DIR / f"{_sqlite_name}.sqlite3"),
                              "OPTIONS": _sqlite_options}}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

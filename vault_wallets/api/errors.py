@@ -81,6 +81,24 @@ def exception_handler(exc, context):
             headers["Retry-After"] = str(int(exc.wait))
         detail = exc.detail
         message = str(detail) if not isinstance(detail, (list, dict)) else "Invalid request."
+        if isinstance(exc, exceptions.Throttled):
+            message = _throttled_message(exc, message)
         return error_response(exc.default_code if isinstance(exc.default_code, str) else "error", message,
                               exc.status_code, headers=headers)
     return None
+
+
+def _throttled_message(exc, message: str) -> str:
+    """DRF's wording ("Request was throttled. Expected available in 3598 seconds.") reaches the
+    shopper through the checkout's error box: say it in minutes instead.  A throttle that gave its
+    own sentence (the verification cool-down) keeps it, without DRF's seconds suffix."""
+    default = str(exceptions.Throttled.default_detail)
+    suffix = str(exceptions.Throttled(wait=exc.wait).detail)[len(default):] if exc.wait else ""
+    if suffix and message.endswith(suffix):
+        message = message[:-len(suffix)]
+    if message != default:
+        return message
+    if not exc.wait:
+        return "Too many attempts. Please try again later."
+    minutes = max(1, -(-int(exc.wait) // 60))
+    return f"Too many attempts. Please try again in {minutes} minute{'s' if minutes != 1 else ''}."

@@ -10,6 +10,7 @@ keep serving traffic: a value the shop writes meanwhile is already under the new
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -62,7 +63,9 @@ def rotate_value(primary: Fernet, others: list[Fernet], raw: bytes):
             plain = other.decrypt(raw)
         except InvalidToken:
             continue
-        return primary.encrypt_at_time(plain, other.extract_timestamp(raw))
+        # The timestamp of the token just verified and decrypted (``extract_timestamp`` would
+        # check its HMAC a second time): bytes 1-8 of the decoded token, big-endian.
+        return primary.encrypt_at_time(plain, int.from_bytes(base64.urlsafe_b64decode(raw)[1:9], "big"))
     return _UNREADABLE
 
 

@@ -6,7 +6,8 @@
     python bench/ops.py wipe                   # delete what the last run created
     python bench/ops.py rotate                 # subject: manage.py vault_rotate_keys
 
-Each prints one JSON line: seconds, rows, peak RSS (KiB) of this process.
+Each prints one JSON line: seconds, rows, peak RSS (KiB) and CPU seconds (user + system) of this
+process — the CPU figure depends far less on the machine's load than the wall-clock one.
 """
 
 from __future__ import annotations
@@ -111,8 +112,9 @@ def main() -> None:
     else:
         raise SystemExit(f"unknown action {action!r}")
     seconds = time.perf_counter() - start
-    print(json.dumps({"seconds": seconds, "rows": rows,
-                      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_kib": usage.ru_maxrss,
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}))
 
 
 if __name__ == "__main__":

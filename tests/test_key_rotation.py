@@ -77,3 +77,32 @@ def test_unreadable_values_are_reported_and_the_command_fails(fernet_keys, custo
     with pytest.raises(Exception, match="could not be decrypted"):
         call_command("vault_rotate_keys", stdout=io.StringIO(), stderr=err)
     assert "vault_wallets.SavedPaymentMethod.processor_token pk=" in err.getvalue()
+
+
+def test_batched_compare_and_set_leaves_values_written_meanwhile(fernet_keys, customer, card_token):
+    """The batched write (UPDATE ... FROM (VALUES ...) on PostgreSQL) only replaces a value that is
+    still the one read: a token the shop rewrote meanwhile is kept, the row's other column and
+    the other rows are rotated."""
+    from django.db import connection
+
+    fernet_keys("the-old-key")
+    methods = [services.add_payment_method(customer, card_token(n))[0]
+               for n in ("4242424242424242", "5555555555554444", "4000000000000002")]
+    fernet_keys("the-new-key", "the-old-key")
+    primary, others = keys._fernets()
+    fields = [SavedPaymentMethod._meta.get_field(name) for name in ("processor_token", "processor_method_id")]
+    before = {m.pk: (m.processor_token, m.processor_method_id) for m in SavedPaymentMethod.objects.all()}
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id, {fields[0].column}, {fields[1].column} FROM {SavedPaymentMethod._meta.db_table}")
+        raw = {pk: (bytes(a), bytes(b)) for pk, a, b in cursor.fetchall()}
+    batch = [(pk, {f: (old, keys.rotate_value(primary, others, old)) for f, old in zip(fields, olds, strict=True)})
+             for pk, olds in raw.items()]
+    assert all(new not in (None, keys._UNREADABLE) for _, ch in batch for _, new in ch.values())
+    SavedPaymentMethod.objects.filter(pk=methods[0].pk).update(processor_token="written-meanwhile")
+    assert keys.compare_and_set(SavedPaymentMethod, fields, batch, connection) == {fields[0]: 2, fields[1]: 3}
+    fernet_keys("the-new-key")  # the old key is gone: every value must read under the new one
+    after = {m.pk: (m.processor_token, m.processor_method_id) for m in SavedPaymentMethod.objects.all()}
+    assert after[methods[0].pk] == ("written-meanwhile", before[methods[0].pk][1])
+    assert {pk: v for pk, v in after.items() if pk != methods[0].pk} == {
+        pk: v for pk, v in before.items() if pk != methods[0].pk}
+    assert keys.rotate_value(primary, others, primary.encrypt(b"x")) is None  # already current

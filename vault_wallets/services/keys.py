@@ -10,17 +10,18 @@ keep serving traffic: a value the shop writes meanwhile is already under the new
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken
 from django.apps import apps
 from django.conf import settings
 from django.db import connections, models, router, transaction
 from fernet_fields import EncryptedField
 from fernet_fields.hkdf import derive_fernet_key
 
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 
 
 def encrypted_fields() -> Iterator[tuple[type[models.Model], list]]:
@@ -33,12 +34,88 @@ def encrypted_fields() -> Iterator[tuple[type[models.Model], list]]:
             yield model, found
 
 
-def _fernets() -> tuple[Fernet, MultiFernet]:
+def _fernets() -> tuple[Fernet, list[Fernet]]:
+    """The first key's Fernet and the others', each derived once per run (as the fields do)."""
     keys = getattr(settings, "FERNET_KEYS", None) or [settings.SECRET_KEY]
     if getattr(settings, "FERNET_USE_HKDF", True):
         keys = [derive_fernet_key(k) for k in keys]
     ferns = [Fernet(k) for k in keys]
-    return ferns[0], MultiFernet(ferns)
+    return ferns[0], ferns[1:]
+
+
+_UNREADABLE = object()
+
+
+def rotate_value(primary: Fernet, others: list[Fernet], raw: bytes):
+    """``None`` when ``raw`` is already under the first key; its re-encryption under the first key
+    (same timestamp, as ``MultiFernet.rotate``) when another key reads it; else ``_UNREADABLE``.
+
+    Each key is tried once: a token under another key fails the first key's HMAC check before
+    any decryption, so the common cases cost one HMAC (current) or two plus one AES (rotated).
+    """
+    try:
+        primary.decrypt(raw)
+        return None
+    except InvalidToken:
+        pass
+    for other in others:
+        try:
+            plain = other.decrypt(raw)
+        except InvalidToken:
+            continue
+        # The timestamp of the token just verified and decrypted (``extract_timestamp`` would
+        # check its HMAC a second time): bytes 1-8 of the decoded token, big-endian.
+        return primary.encrypt_at_time(plain, int.from_bytes(base64.urlsafe_b64decode(raw)[1:9], "big"))
+    return _UNREADABLE
+
+
+def compare_and_set(model, fields: list, batch: list[tuple], connection) -> dict:
+    """Write each row's new values where the row still holds the old ones, column by column.
+
+    ``batch`` is ``[(pk, {field: (old, new)}), ...]``; returns ``{field: rows written}``.  A
+    column the shop rewrote meanwhile is left as it is (it is already under the first key); the
+    row's other columns are still rotated.  PostgreSQL: one ``UPDATE ... FROM (VALUES ...)`` per
+    1,000 rows, all of a row's columns in one new row version.  Elsewhere (SQLite, in-process):
+    the single-value compare-and-set, value by value.
+    """
+    qn = connection.ops.quote_name
+    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
+    binary = connection.Database.Binary  # type: ignore[attr-defined]  # the DB-API module (not in django-stubs)
+    written = dict.fromkeys(fields, 0)
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            for row_pk, changes in batch:
+                for f, (old, new) in changes.items():
+                    column = qn(f.column)
+                    # Identifiers come from the model, quoted by the backend; values are parameters.
+                    cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s AND {column} = %s",  # noqa: S608
+                                   [binary(new), row_pk, binary(old)])
+                    written[f] += cursor.rowcount
+            return written
+        pk_type = model._meta.pk.rel_db_type(connection)
+        names = [(qn(f.column), f"o{i}", f"n{i}") for i, f in enumerate(fields)]
+        first = "(" + ", ".join([f"%s::{pk_type}"] + ["%s::bytea"] * (2 * len(fields))) + ")"
+        other = "(" + ", ".join(["%s"] * (1 + 2 * len(fields))) + ")"
+        alias = ", ".join(["pk"] + [name for _, o, n in names for name in (o, n)])
+        sets = ", ".join(f"{c} = CASE WHEN t.{c} = v.{o} THEN v.{n} ELSE t.{c} END" for c, o, n in names)
+        where = " OR ".join(f"t.{c} = v.{o}" for c, o, _ in names)
+        returning = ", ".join(f"t.{c} = v.{n}" for c, _, n in names)
+        for start in range(0, len(batch), 1000):
+            chunk = batch[start:start + 1000]
+            params = []
+            for row_pk, changes in chunk:
+                params.append(row_pk)
+                for f in fields:
+                    old, new = changes.get(f, (None, None))
+                    params += [None if old is None else binary(old), None if new is None else binary(new)]
+            values = ", ".join([first] + [other] * (len(chunk) - 1))
+            # Identifiers come from the model, quoted by the backend; values are parameters.
+            cursor.execute(f"UPDATE {table} AS t SET {sets} FROM (VALUES {values}) AS v({alias}) "  # noqa: S608
+                           f"WHERE t.{pk} = v.pk AND ({where}) RETURNING {returning}", params)
+            for flags in cursor.fetchall():
+                for f, flag in zip(fields, flags, strict=True):
+                    written[f] += bool(flag)
+    return written
 
 
 def reset_field_key_caches() -> None:
@@ -61,7 +138,7 @@ class RotationReport:
 def rotate_keys(*, batch_size: int = BATCH_SIZE, dry_run: bool = False,
                 progress: Callable[[str, int, int], None] | None = None) -> RotationReport:
     """Re-encrypt every encrypted value not yet under ``FERNET_KEYS[0]``."""
-    primary, multi = _fernets()
+    primary, others = _fernets()
     report = RotationReport()
     for model, fields in encrypted_fields():
         alias = router.db_for_write(model)
@@ -83,37 +160,32 @@ def rotate_keys(*, batch_size: int = BATCH_SIZE, dry_run: bool = False,
                 break
             updates = []
             for row in rows:
+                changes = {}
                 for f, raw in zip(fields, row[1:], strict=True):
                     if raw is None:
                         continue
                     raw = bytes(raw)
-                    try:
-                        primary.decrypt(raw)
+                    new = rotate_value(primary, others, raw)
+                    if new is None:
                         report.current += 1
-                        continue
-                    except InvalidToken:
-                        pass
-                    try:
-                        new = multi.rotate(raw)
-                    except InvalidToken:
+                    elif new is _UNREADABLE:
                         report.unreadable.append(f"{label}.{f.name} pk={row[0]}")
-                        continue
-                    updates.append((f, row[0], raw, new))
+                    else:
+                        changes[f] = (raw, new)
+                if changes:
+                    updates.append((row[0], changes))
+            wanted = sum(len(changes) for _, changes in updates)
             if updates and not dry_run:
-                binary = connection.Database.Binary  # type: ignore[attr-defined]  # the DB-API module (not in django-stubs)
-                with transaction.atomic(using=alias), connection.cursor() as cursor:
-                    for f, row_pk, old, new in updates:
-                        column = qn(f.column)
-                        cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s AND {column} = %s",  # noqa: S608
-                                       [binary(new), row_pk, binary(old)])
-                        if cursor.rowcount:
-                            report.rotated += 1
-                            key = f"{label}.{f.name}"
-                            report.per_column[key] = report.per_column.get(key, 0) + 1
-                        else:
-                            report.changed_meanwhile += 1
+                with transaction.atomic(using=alias):
+                    written = compare_and_set(model, fields, updates, connection)
+                for f, count in written.items():
+                    if count:
+                        key = f"{label}.{f.name}"
+                        report.per_column[key] = report.per_column.get(key, 0) + count
+                report.rotated += sum(written.values())
+                report.changed_meanwhile += wanted - sum(written.values())
             elif updates:
-                report.rotated += len(updates)
+                report.rotated += wanted
             last = rows[-1][0]
             done += len(rows)
             if progress:

@@ -80,7 +80,7 @@ def compare_and_set(model, fields: list, batch: list[tuple], connection) -> dict
     """
     qn = connection.ops.quote_name
     table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
-    binary = connection.Database.Binary  # type: ignore[attr-defined]  # the DB-API module (not in django-stubs)
+    binary = connection.Database.Binary
     written = dict.fromkeys(fields, 0)
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":

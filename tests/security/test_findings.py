@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import os
@@ -248,11 +249,12 @@ def test_example_pages_carry_a_csp_admitting_the_processor_library(example_shop,
     assert "'unsafe-inline'" not in script_src and "frame-ancestors 'none'" in policy
     assert example_shop["home"]["csp"]
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "example_project"))
-    try:
-        from shop import csp
-    finally:
-        sys.path.pop(0)
+    # Load the example's csp.py by path: importing the ``shop`` package would also create the
+    # example's Celery app and make it Celery's current app for every test after this one.
+    path = Path(__file__).resolve().parents[2] / "example_project" / "shop" / "csp.py"
+    spec = importlib.util.spec_from_file_location("example_shop_csp", path)
+    csp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(csp)
     settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
         **settings.VAULT_WALLETS["ACCOUNTS"],
         "default": {"PROCESSOR": paysimple_fake.processor_path, "OPTIONS": paysimple_fake.account_options()}}}

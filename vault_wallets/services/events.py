@@ -155,9 +155,14 @@ def backoff_seconds(attempt: int) -> float:
 
 
 def _lock(queryset):
-    if connection.features.has_select_for_update_skip_locked:
-        return queryset.select_for_update(skip_locked=True)
-    return queryset.select_for_update()
+    """Lock the queryset's own rows only (``of=("self",)``): a model ordered through a foreign key
+    (``NocChunk`` by its event) would otherwise join and lock the related row as well, so that
+    two chunks of one event could never be claimed at once."""
+    features = connection.features
+    of = ("self",) if features.has_select_for_update_of else ()
+    if features.has_select_for_update_skip_locked:
+        return queryset.select_for_update(skip_locked=True, of=of)
+    return queryset.select_for_update(of=of)
 
 
 def process_event(pk: int, *, force: bool = False) -> str:

@@ -569,10 +569,14 @@ class WebhookEventAdmin(admin.ModelAdmin):
     def reprocess(self, request, queryset):
         from .tasks import enqueue_event
 
-        queued = 0
+        queued = busy = 0
         for event in queryset:
-            WebhookEvent.objects.filter(pk=event.pk).update(status=WebhookEvent.RECEIVED, next_attempt_at=None)
+            if not events.mark_for_reprocessing(event.pk):
+                busy += 1  # a worker is processing it right now
+                continue
             queued += enqueue_event(event.pk)
-        self.message_user(request, f"Queued {queued} of {queryset.count()} event(s) for processing"
-                          + ("" if queued == queryset.count() else "; the others are picked up by the sweeper")
+        selected = queryset.count()
+        self.message_user(request, f"Queued {queued} of {selected} event(s) for processing"
+                          + ("" if queued + busy == selected else "; the others are picked up by the sweeper")
+                          + (f"; {busy} being processed right now, left alone" if busy else "")
                           + ".", messages.SUCCESS)

@@ -575,6 +575,19 @@ def _finish_chunked_event(event_pk: int) -> None:
     event.save(update_fields=["status", "processed_at", "last_error"])
 
 
+def mark_for_reprocessing(pk: int) -> bool:
+    """Staff asked for stored event ``pk`` to be processed again: forget its chunks (their work is
+    redone from the event) and make it due, so that it is processed by the task enqueued next or,
+    if that message is lost, by the sweeper.  False when a worker holds the event right now."""
+    with transaction.atomic():
+        event = _lock(WebhookEvent.objects.filter(pk=pk)).first()
+        if event is None:
+            return False
+        event.chunks.all().delete()
+        WebhookEvent.objects.filter(pk=pk).update(status=WebhookEvent.RECEIVED, next_attempt_at=None)
+    return True
+
+
 # -- sweeping ---------------------------------------------------------------------------------
 
 

@@ -120,6 +120,20 @@ def test_refunding_a_fully_refunded_charge_says_so(admin_client, customer, metho
     assert f"Charge {charge.uid}" in html  # the public id keeps its lower case
 
 
+def test_charge_page_lists_its_refunds_read_only(admin_client, customer, method):
+    charge = services.charge(customer, 1500, "USD", idempotency_key="k1")
+    services.refund(charge, 400)
+    services.refund(charge, 100)
+    other = services.charge(customer, 900, "USD", idempotency_key="k2")
+    services.refund(other, 900)
+    page = admin_client.get(f"/admin/vault_wallets/charge/{charge.pk}/change/").content.decode()
+    mine = list(charge.refunds.order_by("sequence"))
+    assert len(mine) == 2 and all(r.uid in page for r in mine)
+    assert "4.00 USD" in page and "1.00 USD" in page and "succeeded" in page
+    assert other.refunds.get().uid not in page  # only this charge's refunds
+    assert "refunds-0-amount" not in page and 'name="refunds-0-DELETE"' not in page  # nothing editable
+
+
 def test_filters_and_search(admin_client, customer, card_token, method):
     today = date.today()
     soon = services.add_payment_method(customer, card_token("5555555555554444", today.month, today.year))[0]

@@ -385,3 +385,8 @@ def test_admin_reprocess_of_a_chunked_event_processes_it_again(admin_client, cus
     assert event.status == "processed" and event.attempts == 2
     assert set(SavedPaymentMethod.objects.values_list("exp_year", flat=True)) == {2032}
     assert event.chunks.count() == 2 and set(event.chunks.values_list("status", flat=True)) == {"done"}
+    page = admin_client.get(f"/admin/vault_wallets/webhookevent/{event.pk}/change/").content.decode()
+    assert "Noc chunks" in page or "noc chunks" in page.lower()
+    for chunk in event.chunks.all():  # the chunk's own size, never the methods' database ids
+        assert f"[{methods[0].pk}" not in page and str(chunk.method_pks) not in page
+

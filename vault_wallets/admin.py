@@ -28,7 +28,9 @@ from .models import (
     Customer,
     ErasureRequest,
     ImportJob,
+    NocChunk,
     PaymentMethodChange,
+    Refund,
     SavedPaymentMethod,
     WebhookEvent,
 )
@@ -401,6 +403,27 @@ class AddressAdmin(ThroughServicesDelete, admin.ModelAdmin):
         services.delete_address(obj.customer, obj)
 
 
+class RefundInline(admin.TabularInline):
+    """A charge's refunds, read-only: refunds are made with the charge's action (through the services)."""
+
+    model = Refund
+    extra = 0
+    can_delete = False
+    fields = ("uid", "sequence", "amount_display", "status", "failure_code", "failure_message", "created_at",
+              "updated_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="amount")
+    def amount_display(self, obj):
+        return format_amount(obj.amount, obj.charge.currency)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("charge")
+
+
 @admin.register(Charge)
 class ChargeAdmin(admin.ModelAdmin):
     """Charges are financial records: read-only, never deleted; staff act on them with the actions."""
@@ -411,6 +434,7 @@ class ChargeAdmin(admin.ModelAdmin):
                      "customer__email")
     list_select_related = ("customer", "payment_method")
     actions = ["capture_charges", "void_charges", "refund_charges"]
+    inlines = [RefundInline]
 
     def get_fields(self, request, obj=None):
         money = {"amount": "amount_display", "amount_captured": "captured_display",
@@ -541,6 +565,23 @@ class ImportJobAdmin(admin.ModelAdmin):
         return f"{obj.processed_bytes * 100 // obj.total_bytes}%" if obj.total_bytes else "—"
 
 
+class NocChunkInline(admin.TabularInline):
+    """The chunks a large notification of change was split into, and how each went (read-only)."""
+
+    model = NocChunk
+    extra = 0
+    can_delete = False
+    fields = ("index", "methods", "status", "attempts", "changed", "next_attempt_at", "finished_at", "last_error")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="saved methods")
+    def methods(self, obj):
+        return len(obj.method_pks or ())  # how many, never the rows' database ids
+
+
 @admin.register(WebhookEvent)
 class WebhookEventAdmin(admin.ModelAdmin):
     list_display = ("uid", "account", "processor", "event_type", "status", "attempts", "received_at", "processed_at")
@@ -552,6 +593,7 @@ class WebhookEventAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in WebhookEvent._meta.fields if f.name not in ("body", "headers")] + [
         "redacted_body", "stored_headers"]
     actions = ["reprocess"]
+    inlines = [NocChunkInline]
 
     def has_add_permission(self, request):
         return False

@@ -2,9 +2,10 @@
 talking to its fake over loopback HTTP (``FakeServer.faults.drop_next`` / ``late_next``).
 
 The processor makes the payment and the answer never arrives.  Where the processor lets us look
-a charge up (docs/processors/*.md, "Lost answers"), the charge is found at once; CyberSource's
-is not (no look-up yet), so it stays ``unknown``; in every case the shop's retry with the same
-key does not pay a second time.
+a charge up (docs/processors/*.md, "Lost answers"), the charge is found at once; CyberSource's is
+found only when its idempotency key was the reference sent (Transaction Search by
+``clientReferenceInformation.code``): with a separate order reference it stays ``unknown``; in
+every case the shop's retry with the same key does not pay a second time.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def test_lost_charge_answer_never_charges_twice(api, vault, user, mode):  # noqa
     assert payments_made(vault) - before == 1
     faults = vault.processor.faults if vault.name == "sandbox" else vault.harness.fake.faults
     assert not faults._after  # the fault fired: the payment was made and its answer lost
-    if vault.name == "cybersource":  # no look-up: it waits for the webhook or staff, never re-sent
+    if vault.name == "cybersource":  # the order reference is not unique per attempt: no look-up by it
         assert record.status == "unknown"
         with pytest.raises(ChargeOutcomeUnknown):
             services.charge(customer, 2599, "USD", idempotency_key="order-lost", reference="ord_lost")
@@ -83,3 +84,21 @@ def test_lost_charge_answer_never_charges_twice(api, vault, user, mode):  # noqa
         again = services.charge(customer, 2599, "USD", idempotency_key="order-lost", reference="ord_lost")
         assert again.pk == record.pk and again.status == "captured"
     assert payments_made(vault) - before == 1 and Charge.objects.count() == 1
+
+
+@pytest.mark.parametrize("vault", ["cybersource"], indirect=True)
+def test_cybersource_lost_charge_is_found_by_its_key(api, vault, user):  # noqa: F811
+    """Without a separate order reference the key is the code CyberSource stores, and Transaction
+    Search finds the payment: the charge is settled and the shop's retry is the same charge."""
+    assert add(api, vault).status_code == 201
+    customer = services.get_or_create_customer(user)
+    before = payments_made(vault)
+    drop_the_answer(vault)
+    try:
+        record = services.charge(customer, 2599, "USD", idempotency_key="order-lost-2")
+    except ChargeOutcomeUnknown as exc:
+        record = exc.charge
+    assert record.status == "captured" and record.processor_reference
+    again = services.charge(customer, 2599, "USD", idempotency_key="order-lost-2")
+    assert again.pk == record.pk and payments_made(vault) - before == 1 and Charge.objects.count() == 1
+

@@ -881,3 +881,108 @@ def test_a_failing_reference_cache_is_a_miss_not_an_error(cybersource_fake, capl
     created = processor.create_customer(CustomerData(reference_id="r-cache-down"))
     assert created.id in cybersource_fake.customers
     assert "reference cache get failed: ConnectionError" in caplog.text
+
+
+# -- lost answers: Transaction Search and Transaction Details (docs/reliability.md) ---------------
+# Wire facts: cybersource-rest-client-python CyberSource/api/search_transactions_api.py (create_search:
+# POST /tss/v2/searches, Accept/Content-Type application/json;charset=utf-8, answer
+# TssV2TransactionsPost201Response: _embedded.transactionSummaries[]); query syntax
+# "clientReferenceInformation.code:<code>" as in CyberSource/cybersource-rest-samples-php
+# Samples/TransactionSearch/CoreServices/CreateSearchRequest.php.
+
+
+def keyed(customer, method, key, amount=1999, capture=True, reference=""):
+    return ChargeRequest(customer=customer, method=method.ref, amount=amount, currency="USD", capture=capture,
+                         idempotency_key=key, reference=reference)
+
+
+def test_a_lost_charge_answer_is_found_by_its_key(processor, harness, customer):
+    method = vault(harness, customer)
+    key = f"order-{uuid.uuid4().hex[:10]}"
+    harness.fake.faults.drop_next(path="/pts/v2/payments")
+    with pytest.raises(ProcessorUnavailable):
+        processor.charge(keyed(customer, method, key))
+    made = [t for t in harness.fake.transactions.values() if t["code"] == key]
+    assert len(made) == 1 and made[0]["kind"] == "sale"  # CyberSource charged; the answer was lost
+    found = processor.find_charge(keyed(customer, method, key))
+    assert (found.reference, found.status, found.amount, found.amount_captured) == (
+        made[0]["id"], base.CHARGE_CAPTURED, 1999, 1999)
+    search = [c for c in harness.fake.calls if c[0] == "POST" and c[1] == "/tss/v2/searches"]
+    assert search and search[-1][2] == 201
+    assert len([t for t in harness.fake.transactions.values() if t["code"] == key]) == 1  # nothing re-sent
+
+
+def test_find_charge_finds_nothing_for_a_charge_never_made_or_not_yet_indexed(processor, harness, customer):
+    method = vault(harness, customer)
+    assert processor.find_charge(keyed(customer, method, "order-never-sent")) is None
+    harness.fake.search_lag = 60.0  # indexed a minute later
+    key = f"order-{uuid.uuid4().hex[:10]}"
+    processor.charge(keyed(customer, method, key))
+    assert processor.find_charge(keyed(customer, method, key)) is None
+    assert processor.charge_lookup_settle_seconds >= 3600  # "nothing" is believed only much later
+    harness.fake.search_lag = 0.0
+    assert processor.find_charge(keyed(customer, method, key)).status == base.CHARGE_CAPTURED
+
+
+def test_find_charge_matches_customer_amount_and_kind(processor, harness, customer):
+    method = vault(harness, customer)
+    other = processor.create_customer(CustomerData(reference_id=f"ref-{uuid.uuid4().hex[:12]}"))
+    other = CustomerRef(id=other.id)
+    other_method = vault(harness, other, "5555555555554444")
+    key = f"order-{uuid.uuid4().hex[:10]}"
+    processor.charge(keyed(other, other_method, key))  # another customer used the same key
+    assert processor.find_charge(keyed(customer, method, key)) is None
+    mine = processor.charge(keyed(customer, method, key, amount=2500, capture=False))
+    processor.capture(mine.reference)  # the capture carries the same code: not a candidate
+    assert processor.find_charge(keyed(customer, method, key, amount=1999)) is None  # wrong amount
+    found = processor.find_charge(keyed(customer, method, key, amount=2500, capture=False))
+    assert (found.reference, found.status, found.amount_captured) == (mine.reference, base.CHARGE_CAPTURED, 2500)
+
+
+def test_find_charge_refuses_what_it_cannot_tell_apart(processor, harness, customer):
+    method = vault(harness, customer)
+    with pytest.raises(base.UnsupportedOperation):  # an order reference is shared by every attempt
+        processor.find_charge(keyed(customer, method, "k-1", reference="order-7"))
+    with pytest.raises(base.UnsupportedOperation):
+        processor.find_charge(keyed(customer, method, ""))
+    with pytest.raises(base.UnsupportedOperation):  # not something a search query can hold as is
+        processor.find_charge(keyed(customer, method, "order 7 OR id:x"))
+    key = f"order-{uuid.uuid4().hex[:10]}"
+    processor.charge(keyed(customer, method, key))
+    processor.charge(keyed(customer, method, key))  # CyberSource has no idempotency: two payments
+    with pytest.raises(base.UnsupportedOperation) as info:
+        processor.find_charge(keyed(customer, method, key))
+    assert "staff" in info.value.message
+
+
+def test_a_declined_lost_charge_is_found_declined(processor, harness, customer):
+    method = vault(harness, customer, "4000000000000002")
+    key = f"order-{uuid.uuid4().hex[:10]}"
+    harness.fake.faults.drop_next(path="/pts/v2/payments")
+    with pytest.raises(ProcessorUnavailable):
+        processor.charge(keyed(customer, method, key))
+    found = processor.find_charge(keyed(customer, method, key))
+    assert found.status == base.CHARGE_DECLINED and found.amount_captured == 0 and found.failure_code
+
+
+def test_fetch_charge_reads_captures_refunds_and_voids(harness, customer):
+    method = vault(harness, customer)
+    processor = harness.processor
+    auth = pay(processor, customer, method, amount=5000, capture=False)
+    fresh = lambda: CyberSourceHarness(harness.fake).processor  # noqa: E731 - no memo: the processor's state
+    assert (fresh().fetch_charge(auth.reference).status, fresh().fetch_charge(auth.reference).amount_captured) == (
+        base.CHARGE_AUTHORIZED, 0)
+    processor.capture(auth.reference, 3000)
+    state = fresh().fetch_charge(auth.reference)
+    assert (state.status, state.amount, state.amount_captured, state.amount_refunded) == (
+        base.CHARGE_CAPTURED, 5000, 3000, 0)
+    processor.refund(auth.reference, 1000)  # a refund of the capture: related to the capture
+    state = fresh().fetch_charge(auth.reference)
+    assert (state.status, state.amount_captured, state.amount_refunded) == (base.CHARGE_REFUNDED, 3000, 1000)
+    sale = pay(processor, customer, method, amount=800)
+    assert fresh().fetch_charge(sale.reference).amount_captured == 800
+    processor.void(sale.reference)
+    assert fresh().fetch_charge(sale.reference).status == base.CHARGE_VOIDED
+    other = pay(processor, customer, method, amount=900, capture=False)
+    processor.void(other.reference)  # a reversal of the authorization
+    assert fresh().fetch_charge(other.reference).status == base.CHARGE_VOIDED

@@ -462,6 +462,12 @@ PAYMENTS = "/pts/v2/payments"
 PAYMENT_ACTION = "/pts/v2/payments/{id}/{action}"
 CAPTURE_ACTION = "/pts/v2/captures/{id}/{action}"
 TRANSACTION = "/tss/v2/transactions/{id}"
+#: Transaction Search (cybersource-rest-client-python CyberSource/api/search_transactions_api.py
+#: ``create_search``: ``POST /tss/v2/searches``, Accept and Content-Type ``application/json;charset=utf-8``;
+#: the answer is ``TssV2TransactionsPost201Response``: ``_embedded.transactionSummaries[]``).
+SEARCHES = "/tss/v2/searches"
+#: What a Transaction Search query may hold of ours unquoted (the query syntax is ``field:value``).
+_SEARCHABLE = re.compile(r"^[A-Za-z0-9_.\-]{1,50}$")
 
 
 class CyberSourceProcessor(BaseProcessor):
@@ -549,8 +555,8 @@ class CyberSourceProcessor(BaseProcessor):
             # HAL, TMS plain JSON.
             accept = (
                 "application/hal+json;charset=utf-8"
-                if route.startswith(("/pts/", "/tss/"))
-                else "application/json;charset=utf-8"
+                if route.startswith(("/pts/", "/tss/v2/transactions"))
+                else "application/json;charset=utf-8"  # TMS, and Transaction Search (/tss/v2/searches)
             )
         headers = {"Accept": accept}
         data = None
@@ -1077,6 +1083,159 @@ class CyberSourceProcessor(BaseProcessor):
                 code=code or str(data.get("status") or "") or None,
                 processor=self.name,
             )
+
+    # -- lost answers (docs/reliability.md) ------------------------------------------------------
+    #: Transaction Search finds a payment only once CyberSource has indexed it, which is not
+    #: immediate and has no documented bound; "no such payment" is believed only after an hour
+    #: (our choice: long enough that a shopper's retry waits rather than charges twice).
+    charge_lookup_settle_seconds = 3600.0
+
+    def find_charge(self, request: ChargeRequest) -> ChargeResult | None:
+        """The payment a charge whose answer was lost made, found with Transaction Search by the
+        ``clientReferenceInformation.code`` it was sent with.
+
+        Only when that code was the charge's idempotency key (no separate order reference): the
+        key is unique per charge, while an order reference is shared by every attempt to pay the
+        order, so a payment found by it could be another attempt's.  Candidates must also match
+        the customer, amount and currency; two or more are ambiguous and left to staff.
+        """
+        key = request.idempotency_key
+        if not key or (request.reference and request.reference != key) or not _SEARCHABLE.match(key):
+            raise UnsupportedOperation(
+                "a CyberSource charge is found only by a unique reference: its idempotency key, "
+                "sent as clientReferenceInformation.code with no separate order reference",
+                processor=self.name,
+            )
+        data = self._json(
+            "POST",
+            SEARCHES,
+            body={
+                "save": False,
+                "name": "vault_wallets charge look-up",
+                "timezone": "UTC",
+                "query": f"clientReferenceInformation.code:{key}",
+                "offset": 0,
+                "limit": 100,
+                "sort": "submitTimeUtc:desc",
+            },
+        )
+        currency = request.currency.upper()
+        candidates = []
+        for summary in _dig(data, "_embedded", "transactionSummaries") or []:
+            if not isinstance(summary, Mapping) or not summary.get("id"):
+                continue
+            names = {
+                str(a.get("name"))
+                for a in _dig(summary, "applicationInformation", "applications") or []
+                if isinstance(a, Mapping)
+            }
+            amounts = _dig(summary, "orderInformation", "amountDetails") or {}
+            customer = str(_dig(summary, "paymentInformation", "customer", "customerId") or "")
+            try:
+                amount = to_minor(amounts.get("totalAmount"), currency)
+            except (TypeError, ValueError):
+                continue
+            if (
+                str(_dig(summary, "clientReferenceInformation", "code") or "") == key
+                and "ics_auth" in names  # an authorization or a sale, not a follow-on
+                and str(amounts.get("currency") or "").upper() == currency
+                and amount == request.amount
+                and customer in ("", request.customer.id)
+            ):
+                candidates.append(str(summary["id"]))
+        if not candidates:
+            return None
+        if len(set(candidates)) > 1:
+            raise UnsupportedOperation(
+                "several CyberSource payments carry this charge's reference; staff must settle it",
+                processor=self.name,
+            )
+        return self.fetch_charge(candidates[0])
+
+    def fetch_charge(self, reference: str) -> ChargeResult:
+        """The payment as CyberSource has it now (Transaction Details of the payment and of its
+        related transactions): authorized, captured (and how much), voided or refunded."""
+        details = self._json("GET", TRANSACTION, params={"id": reference})
+        applications = _dig(details, "applicationInformation", "applications") or []
+        approved = {
+            str(a.get("name"))
+            for a in applications
+            if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
+        }
+        names = {str(a.get("name")) for a in applications if isinstance(a, Mapping)}
+        amounts = _dig(details, "orderInformation", "amountDetails") or {}
+        currency = str(amounts.get("currency") or "").upper()
+        try:
+            amount = to_minor(amounts.get("totalAmount") or amounts.get("authorizedAmount"), currency)
+        except (TypeError, ValueError):
+            raise ProcessorUnavailable(
+                "CyberSource answered without the payment's amount", code="bad_response", processor=self.name
+            ) from None
+        if "ics_auth" not in names:
+            raise InvalidRequestError(
+                "this CyberSource transaction is not a payment", code="not_a_payment", processor=self.name
+            )
+        raw = self._result_raw(details)
+        if "ics_auth" not in approved:
+            flag = next(
+                (str(a.get("rFlag") or a.get("reasonCode") or "") for a in applications if isinstance(a, Mapping)),
+                "",
+            )
+            return ChargeResult(
+                reference=reference, status=CHARGE_DECLINED, amount=amount, currency=currency,
+                failure_code=flag or "declined", failure_message="The payment was declined.", raw=raw,
+            )
+        captured = amount if "ics_bill" in approved else 0
+        refunded, voided = 0, False
+        # The payment's follow-ons, and theirs (a refund of a separate capture is related to the
+        # capture, not to the authorization): each transaction read once.
+        seen, pending = {reference}, [details]
+        while pending:
+            links = _dig(pending.pop(), "_links", "relatedTransactions") or []
+            for related in (_link_id(link) for link in links):
+                if not related or related in seen or len(seen) > 50:
+                    continue
+                seen.add(related)
+                other = self._json("GET", TRANSACTION, params={"id": related})
+                tally: dict[str, Any] = {}
+                self._classify_follow_on(other, currency, pending, tally)
+                refunded += tally.get("refunded", 0)
+                captured += tally.get("captured", 0)
+                voided = voided or tally.get("voided", False)
+        if voided:
+            status = CHARGE_VOIDED
+        elif refunded:
+            status = CHARGE_REFUNDED
+        elif captured:
+            status = CHARGE_CAPTURED
+        else:
+            status = CHARGE_AUTHORIZED
+        return ChargeResult(
+            reference=reference, status=status, amount=amount, currency=currency,
+            amount_captured=captured, amount_refunded=refunded, raw=raw,
+        )
+
+    @staticmethod
+    def _classify_follow_on(other: Mapping[str, Any], currency: str, pending: list, tally: dict) -> None:
+        """What one related transaction did (approved applications only); a capture's own
+        follow-ons are read next."""
+        done = {
+            str(a.get("name"))
+            for a in _dig(other, "applicationInformation", "applications") or []
+            if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
+        }
+        value = (_dig(other, "orderInformation", "amountDetails") or {}).get("totalAmount")
+        try:
+            amount = to_minor(value, currency)
+        except (TypeError, ValueError):
+            amount = 0
+        if done & {"ics_auth_reversal", "ics_void"}:
+            tally["voided"] = True
+        elif "ics_credit" in done:
+            tally["refunded"] = amount
+        elif "ics_bill" in done:
+            tally["captured"] = amount
+            pending.append(other)
 
     @staticmethod
     def _result_raw(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,16 @@ Sources:
   ``tms.networktoken.updated`` notification body (the signature scheme is the webhooks guide's; its
   worked vector is checked in ``tests/processors/test_cybersource.py``).
 
+* [TSS] ``CyberSource/cybersource-rest-client-python`` ``CyberSource/api/search_transactions_api.py``
+  (``create_search``: ``POST /tss/v2/searches``, Accept and Content-Type
+  ``application/json;charset=utf-8``, answer ``TssV2TransactionsPost201Response``), its models
+  ``tss_v2_transactions_post201_response.py`` / ``..._embedded.py`` (JSON keys ``_embedded``,
+  ``transactionSummaries``, ``totalCount``) and ``docs/TssV2TransactionsPost201ResponseEmbedded*.md``;
+  the request as in ``CyberSource/cybersource-rest-samples-php``
+  ``Samples/TransactionSearch/CoreServices/CreateSearchRequest.php`` (save, name, timezone, query
+  ``clientReferenceInformation.code:12345``, offset 0, limit 100, sort). No stored source shows a
+  search answer: it is assembled from those model fields and the ids above.
+
 No official example in these sources covers reversals or refunds: they are not covered here.
 """
 
@@ -341,3 +351,53 @@ def test_set_default_and_delete_a_payment_instrument():
         cybersource.set_default_payment_method(CustomerRef(id=PAYMENT_CUSTOMER), ref)
         cybersource.delete_payment_method(CustomerRef(id=PAYMENT_CUSTOMER), ref)
         responder.verify()
+
+
+def test_a_lost_charge_is_found_with_transaction_search():
+    """[TSS] then [SDK] transaction details: the charge whose answer was lost is found by its code."""
+    summary = {  # [TSS] TssV2TransactionsPost201ResponseEmbeddedTransactionSummaries fields
+        "id": PAYMENT_ID, "submitTimeUtc": "2023-04-05T14:10:21Z", "merchantId": MERCHANT,
+        "applicationInformation": {"reasonCode": "100", "rCode": "1", "rFlag": "SOK",
+                                   "applications": [{"name": "ics_auth", "reasonCode": "100", "rCode": "1",
+                                                     "rFlag": "SOK", "reconciliationId": "6807035882136830803954"}]},
+        "clientReferenceInformation": {"code": "TC50171_3"},
+        "orderInformation": {"amountDetails": {"totalAmount": "102.21", "currency": "USD"}},
+        "paymentInformation": {"customer": {"customerId": CUSTOMER_ID}},
+        "_links": {"transactionDetail": {"href": f"/tss/v2/transactions/{PAYMENT_ID}", "method": "GET"}},
+    }
+    details = {  # as in test_capture_reads_transaction_details_with_the_declared_accept
+        "id": PAYMENT_ID, "rootId": PAYMENT_ID, "merchantId": MERCHANT,
+        "applicationInformation": {"status": "AUTHORIZED", "reasonCode": 100, "rCode": "1", "rFlag": "SOK",
+                                   "applications": [{"name": "ics_auth", "status": "AUTHORIZED", "reasonCode": "100",
+                                                     "rCode": "1", "rFlag": "SOK"}]},
+        "clientReferenceInformation": {"code": "TC50171_3"},
+        "orderInformation": {"amountDetails": {"totalAmount": "102.21", "currency": "USD",
+                                               "authorizedAmount": "102.21"}},
+        "_links": {"self": {"href": f"/tss/v2/transactions/{PAYMENT_ID}", "method": "GET"}},
+    }
+    with Responder([
+        Exchange(source="[TSS] create_search; body as CreateSearchRequest.php", method="POST",
+                 path="/tss/v2/searches", headers=signed(TMS_JSON, body=True),
+                 json={"save": Match(check=lambda v: v in (False, "false"), note="the sample sends false"),
+                       "name": Match(max_len=100, note="a free name for the search"),
+                       "timezone": Match(r"^[A-Za-z_]+(/[A-Za-z_]+)?$", note="a TZ database name"),
+                       "query": "clientReferenceInformation.code:TC50171_3",
+                       "offset": 0, "limit": 100,
+                       "sort": Match(r"^submitTimeUtc:(asc|desc)$", note="TssV2TransactionsPost201Response.sort")},
+                 required=("query", "sort"), status=201,
+                 response={"searchId": "87e1e4bd-cac2-49b1-919a-4d5e29a2e55d", "save": False, "name": "TSS search",
+                           "timezone": "UTC", "query": "clientReferenceInformation.code:TC50171_3", "offset": 0,
+                           "limit": 100, "sort": "submitTimeUtc:desc", "count": 1, "totalCount": 1,
+                           "submitTimeUtc": "2023-04-05T14:20:00Z", "_embedded": {"transactionSummaries": [summary]}},
+                 response_headers={"Content-Type": TMS_JSON}),
+        Exchange(source="[SDK] transaction_details_api.py get_transaction", method="GET",
+                 path=f"/tss/v2/transactions/{PAYMENT_ID}", headers=signed(HAL_JSON, body=False),
+                 response=details, response_headers={"Content-Type": HAL_JSON}),
+    ]) as responder:
+        found = processor(responder).find_charge(base.ChargeRequest(
+            customer=CustomerRef(id=CUSTOMER_ID), method=None, amount=10221, currency="USD", capture=False,
+            idempotency_key="TC50171_3"))
+        responder.verify()
+    assert (found.reference, found.status, found.amount, found.amount_captured) == (
+        PAYMENT_ID, base.CHARGE_AUTHORIZED, 10221, 0)
+

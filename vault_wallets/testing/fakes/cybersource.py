@@ -172,6 +172,9 @@ class CyberSourceFake(FakeServer):
         # billTo; without them (``relaxed_address = False``) a transient-token authorization must
         # carry the billTo fields below or is answered MISSING_FIELD.
         self.relaxed_address = True
+        # Transaction Search finds a transaction only once it is indexed: seconds after it was
+        # made before a search sees it (0: at once).
+        self.search_lag = 0.0
 
     def describe(self) -> list[str]:
         return [
@@ -945,6 +948,7 @@ class CyberSourceFake(FakeServer):
             "refunded": Decimal(0),
             "closed": False,
             "submitted": _now_utc(),
+            "made_at": time.time(),
             "reconciliation": secrets.token_hex(6),
             **extra,
         }
@@ -1067,6 +1071,7 @@ class CyberSourceFake(FakeServer):
             code,
             status,
             declined=bool(reason),
+            customer=str(_get(data, "paymentInformation.customer.id") or ""),
         )
         amount_text = format_major(amount, currency)
         body: dict[str, Any] = {
@@ -1433,6 +1438,71 @@ class CyberSourceFake(FakeServer):
                 },
             }
         )
+
+    @route("POST", "/tss/v2/searches")
+    def _search(self, request: FakeRequest) -> FakeResponse:
+        """Transaction Search (``create_search``; the SDK sends and accepts
+        ``application/json;charset=utf-8``; the answer is ``TssV2TransactionsPost201Response``).
+        This stand-in understands one filter, ``clientReferenceInformation.code:<value>``, and the
+        sort ``submitTimeUtc:desc`` / ``:asc``."""
+        data = request.json()
+        if not isinstance(data, dict):
+            raise ValueError("the body must be a JSON object")
+        query, sort = str(data.get("query") or ""), str(data.get("sort") or "submitTimeUtc:desc")
+        field, _, value = query.partition(":")
+        if field != "clientReferenceInformation.code" or not value or " " in value:
+            return self._invalid(["query"])
+        try:
+            offset, limit = int(data.get("offset") or 0), int(data.get("limit") or 20)
+        except (TypeError, ValueError):
+            return self._invalid(["offset"])
+        if not 1 <= limit <= 2500 or offset < 0:
+            return self._invalid(["limit"])
+        indexed_before = time.time() - self.search_lag
+        with self.lock:
+            found = [t for t in self.transactions.values()
+                     if t["code"] == value and t["made_at"] <= indexed_before]
+        found.sort(key=lambda t: t["made_at"], reverse=not sort.endswith(":asc"))
+        page = found[offset:offset + limit]
+        summaries = []
+        for t in page:
+            ok = "0" if t.get("declined") else "1"
+            summaries.append({
+                "id": t["id"],
+                "submitTimeUtc": t["submitted"],
+                "merchantId": self.MERCHANT_ID,
+                "applicationInformation": {
+                    "reasonCode": "100" if ok == "1" else "203",
+                    "rCode": ok,
+                    "rFlag": "SOK" if ok == "1" else "DCARDREFUSED",
+                    "applications": [
+                        {"name": name, "reasonCode": "100" if ok == "1" else "203", "rCode": ok,
+                         "rFlag": "SOK" if ok == "1" else "DCARDREFUSED", "reconciliationId": t["reconciliation"]}
+                        for name in _APPLICATIONS[t["kind"]]
+                    ],
+                },
+                "clientReferenceInformation": {"code": t["code"]},
+                "orderInformation": {"amountDetails": {"totalAmount": format_major(t["amount"], t["currency"]),
+                                                       "currency": t["currency"]}},
+                "paymentInformation": {"customer": {"customerId": t.get("customer", "")}},
+                "_links": {"transactionDetail": {"href": f"/tss/v2/transactions/{t['id']}", "method": "GET"}},
+            })
+        search_id = str(uuid.uuid4())
+        return json_response({
+            "searchId": search_id,
+            "save": bool(data.get("save")),
+            "name": str(data.get("name") or ""),
+            "timezone": str(data.get("timezone") or "UTC"),
+            "query": query,
+            "offset": offset,
+            "limit": limit,
+            "sort": sort,
+            "count": len(summaries),
+            "totalCount": len(found),
+            "submitTimeUtc": _now_utc(),
+            "_embedded": {"transactionSummaries": summaries},
+            "_links": {"self": {"href": f"/tss/v2/searches/{search_id}", "method": "GET"}},
+        }, 201)
 
     # -- the card network and webhooks --------------------------------------------------------
     def network_update(

@@ -10,9 +10,7 @@ and the beat schedule below so nothing is lost::
 
 from __future__ import annotations
 
-import functools
 import logging
-from contextlib import contextmanager
 
 from celery import shared_task
 
@@ -29,6 +27,25 @@ def process_webhook_event(self, event_pk: int, force: bool = False) -> str:
         return events.process_event(event_pk, force=force)
     except events.RetryLater as later:
         raise self.retry(countdown=later.countdown, args=[event_pk], kwargs={"force": False}) from None
+
+
+@shared_task(name="vault_wallets.tasks.process_webhook_events", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def process_webhook_events(event_pks: list[int]) -> int:
+    """Process stored webhook events one after the other: what the relay publishes, one message
+    per batch of events received together.  An event to retry gets its own delayed
+    ``process_webhook_event`` (and is due for the sweeper anyway); one that fails otherwise does
+    not stop the others (it stays stored and due for the sweeper).  Returns how many finished."""
+    done = 0
+    for pk in event_pks:
+        try:
+            events.process_event(pk)
+            done += 1
+        except events.RetryLater as later:
+            _publish(process_webhook_event, (pk,), countdown=later.countdown)
+        except Exception:
+            logger.exception("processing webhook event %s failed; the sweeper will retry it", pk)
+    return done
 
 
 @shared_task(bind=True, name="vault_wallets.tasks.refresh_payment_methods", acks_late=True,
@@ -88,35 +105,32 @@ def _publish(task, args, countdown=None) -> bool:
         return False
 
 
-@contextmanager
-def _producer_batch(app):
-    """One pooled producer, its messages sent together (on Redis: one pipeline, one round trip;
-    kombu publishes one at a time where the transport cannot batch safely)."""
-    with app.producer_or_acquire() as producer, producer.batch():
-        yield producer
-
-
-@functools.lru_cache(maxsize=8)
-def _batch_for(app):
-    return functools.partial(_producer_batch, app)
-
-
 def _send(task, *args, countdown=None) -> bool:
     """Hand a message to the broker without blocking the caller (see ``vault_wallets.relay``):
-    inline with eager Celery; else through the relay thread, batched with whatever else is
-    waiting.  The stored row is the message."""
+    inline with eager Celery; else through the relay thread.  The stored row is the message."""
     from .relay import relay
 
     if task.app.conf.task_always_eager:
         return _publish(task, args, countdown)
-    # Raises on failure: the relay logs it and leaves the message to the sweeper.
-    return relay.submit(lambda producer: task.apply_async(args=list(args), retry=False, countdown=countdown,
-                                                          producer=producer),
-                        f"{task.name}{tuple(args)!r}", batch=_batch_for(task.app))
+    return relay.submit(lambda: _publish(task, args, countdown), f"{task.name}{tuple(args)!r}")
+
+
+def _publish_events(event_pks: list[int]) -> None:
+    """The relay's publisher for events: one message for all the events handed over together."""
+    if len(event_pks) == 1:
+        process_webhook_event.apply_async(args=event_pks, retry=False)
+    else:
+        process_webhook_events.apply_async(args=[event_pks], retry=False)
 
 
 def enqueue_event(event_pk: int) -> bool:
-    return _send(process_webhook_event, event_pk)
+    """Hand event ``event_pk`` to the relay, which publishes it with those received alongside
+    (``process_webhook_events``); inline with eager Celery."""
+    from .relay import relay
+
+    if process_webhook_event.app.conf.task_always_eager:
+        return _publish(process_webhook_event, (event_pk,))
+    return relay.submit_batched(_publish_events, event_pk, "webhook event")
 
 
 def enqueue_refresh_chunk(event_pk: int | None, method_pks: list[int]) -> bool:

@@ -62,6 +62,9 @@ DEFAULTS: dict[str, Any] = {
     "CHARGE_PENDING_STALE_SECONDS": 300,
     # Bounded hand-off from the request to the broker: events waiting in the in-process relay.
     "RELAY_QUEUE_SIZE": 1000,
+    # The relay waits this long after an event to process is handed to it, and publishes every
+    # event handed over meanwhile in one task message (see vault_wallets.relay).
+    "RELAY_BATCH_SECONDS": 0.02,
     # Processor fetches in flight at once per chunk task (threads; see docs/benchmarks.md).
     "NOC_FETCH_CONCURRENCY": 16,
 }

@@ -29,6 +29,25 @@ def process_webhook_event(self, event_pk: int, force: bool = False) -> str:
         raise self.retry(countdown=later.countdown, args=[event_pk], kwargs={"force": False}) from None
 
 
+@shared_task(name="vault_wallets.tasks.process_webhook_events", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def process_webhook_events(event_pks: list[int]) -> int:
+    """Process stored webhook events one after the other: what the relay publishes, one message
+    per batch of events received together.  An event to retry gets its own delayed
+    ``process_webhook_event`` (and is due for the sweeper anyway); one that fails otherwise does
+    not stop the others (it stays stored and due for the sweeper).  Returns how many finished."""
+    done = 0
+    for pk in event_pks:
+        try:
+            events.process_event(pk)
+            done += 1
+        except events.RetryLater as later:
+            _publish(process_webhook_event, (pk,), countdown=later.countdown)
+        except Exception:
+            logger.exception("processing webhook event %s failed; the sweeper will retry it", pk)
+    return done
+
+
 @shared_task(bind=True, name="vault_wallets.tasks.refresh_payment_methods", acks_late=True,
              reject_on_worker_lost=True, ignore_result=True, max_retries=8)
 def refresh_payment_methods(self, event_pk: int | None, method_pks: list[int]) -> int:
@@ -96,8 +115,22 @@ def _send(task, *args, countdown=None) -> bool:
     return relay.submit(lambda: _publish(task, args, countdown), f"{task.name}{tuple(args)!r}")
 
 
+def _publish_events(event_pks: list[int]) -> None:
+    """The relay's publisher for events: one message for all the events handed over together."""
+    if len(event_pks) == 1:
+        process_webhook_event.apply_async(args=event_pks, retry=False)
+    else:
+        process_webhook_events.apply_async(args=[event_pks], retry=False)
+
+
 def enqueue_event(event_pk: int) -> bool:
-    return _send(process_webhook_event, event_pk)
+    """Hand event ``event_pk`` to the relay, which publishes it with those received alongside
+    (``process_webhook_events``); inline with eager Celery."""
+    from .relay import relay
+
+    if process_webhook_event.app.conf.task_always_eager:
+        return _publish(process_webhook_event, (event_pk,))
+    return relay.submit_batched(_publish_events, event_pk, "webhook event")
 
 
 def enqueue_refresh_chunk(event_pk: int | None, method_pks: list[int]) -> bool:

@@ -26,6 +26,7 @@ from typing import Any
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+from fernet_fields import EncryptedField
 
 from .. import conf
 from ..models import Charge, Customer, NocChunk, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
@@ -90,6 +91,55 @@ def sanitize_headers(headers: dict[str, str], processor: p.BaseProcessor) -> dic
     return kept
 
 
+_PLAIN = (str, int, bool)
+_INSERT_PLANS: dict[str, tuple] = {}
+
+
+def _insert_plan(conn) -> tuple:
+    """The event table's INSERT, compiled once per database alias: the SQL, the fields in order,
+    and how the new row's id comes back (``RETURNING`` where the backend has it)."""
+    plan = _INSERT_PLANS.get(conn.alias)
+    if plan is None:
+        meta = WebhookEvent._meta
+        qn = conn.ops.quote_name
+        # (field, always prepare?): encrypted fields always (their value is text, their column
+        # holds the ciphertext); others only when the value is not plain text, number or boolean.
+        fields = tuple((f, isinstance(f, EncryptedField)) for f in meta.concrete_fields if not f.primary_key)
+        sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f, _ in fields)}) "  # noqa: S608
+               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        returning = None
+        if conn.features.can_return_columns_from_insert:
+            returning = conn.ops.return_insert_columns([meta.pk])
+            sql += " " + returning[0]
+        plan = _INSERT_PLANS[conn.alias] = (sql, fields, returning)
+    return plan
+
+
+def _insert_event(event: WebhookEvent) -> None:
+    """``event.save()`` for a new event, without the ORM's per-call query compilation: one
+    ``INSERT … RETURNING id`` whose values go through each field's ``get_db_prep_save`` (the
+    body and headers are Fernet-encrypted by their fields exactly as on ``save()``) except plain
+    text, numbers and booleans.  Sends no ``pre_save``/``post_save`` (as ``bulk_create``)."""
+    conn = connection
+    sql, fields, returning = _insert_plan(conn)
+    event.event_id_hash = WebhookEvent.hash_event_id(event.event_id)
+    event.received_at = timezone.now()
+    params = []
+    for f, encrypted in fields:
+        value = getattr(event, f.attname)
+        if encrypted or not (value is None or type(value) in _PLAIN):
+            value = f.get_db_prep_save(value, conn)
+        params.append(value)
+    with conn.cursor() as cursor:
+        cursor.execute(sql, params)
+        if returning is not None:
+            event.pk = conn.ops.fetch_returned_insert_columns(cursor, returning[1])[0]
+        else:
+            event.pk = conn.ops.last_insert_id(cursor, WebhookEvent._meta.db_table, WebhookEvent._meta.pk.column)
+    event._state.adding = False
+    event._state.db = conn.alias
+
+
 def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookRequest, event_id: str,
                    event_type: str) -> tuple[WebhookEvent, bool]:
     """Store a verified delivery; ``(event, created)`` — ``created`` is False for a duplicate.
@@ -99,18 +149,19 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     from ..tasks import enqueue_event
 
     grace = conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS")
+    event = WebhookEvent(
+        account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
+        remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
+        body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=grace),
+    )
     # In autocommit (the webhook view) the INSERT commits by itself and on_commit runs at once:
     # one round trip instead of BEGIN/INSERT/COMMIT.  Inside a caller's transaction, a savepoint
     # keeps a duplicate's IntegrityError from breaking it.
     savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
     try:
         with savepoint:
-            event = WebhookEvent.objects.create(
-                account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
-                remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
-                body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=grace),
-            )
-            transaction.on_commit(lambda: enqueue_event(event.pk))
+            _insert_event(event)
+            transaction.on_commit(partial(enqueue_event, event.pk))
     except IntegrityError:
         # De-duplicated on a digest of the whole id: ids that differ after any prefix stay apart.
         existing = WebhookEvent.objects.filter(account=account,

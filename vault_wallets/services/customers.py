@@ -7,8 +7,15 @@ from django.db.models import F
 
 from .. import conf
 from ..models import Customer
+from ..prepared import INT_STAND_IN, STR_STAND_IN, PreparedInstances
 from ..processors import get_processor
 from ..processors.base import CustomerData
+
+# Resolving the session's customer is on most shopper requests: prepared once per connection.
+# At most one row: UniqueConstraint(account, user).
+_CUSTOMER_OF_USER = PreparedInstances(
+    Customer, lambda account, user_id: Customer.objects.filter(account=account, user_id=user_id).order_by("pk")[:1],
+    {"account": STR_STAND_IN, "user_id": INT_STAND_IN})
 
 
 def get_or_create_customer(user, account: str | None = None) -> Customer:
@@ -18,9 +25,9 @@ def get_or_create_customer(user, account: str | None = None) -> Customer:
     the unique constraint and fetches the row the first one made).
     """
     account = account or conf.default_account()
-    customer = Customer.objects.filter(account=account, user=user).first()
-    if customer is not None:
-        return customer
+    found = _CUSTOMER_OF_USER.instances(account=account, user_id=user.pk)
+    if found:
+        return found[0]
     reference_id = str(user.pk)
     try:
         with transaction.atomic():

@@ -74,7 +74,7 @@ def test_customer_lookup_loads_the_same_instance_as_the_orm(user):
 def test_a_stand_in_that_does_not_survive_compilation_falls_back_to_the_orm(user):
     customer = services.get_or_create_customer(user)
     # The stand-in is never a parameter here (the lookup turns it into "%…%"): the ORM every time.
-    prepared = PreparedQuery(lambda account: Customer.objects.filter(account__contains=account)
+    prepared = PreparedQuery(Customer, lambda account: Customer.objects.filter(account__contains=account)
                              .values_list("uid"), {"account": STR_STAND_IN})
     assert prepared.rows(account="defa") == [(customer.uid,)]
     assert prepared._for("default") is None
@@ -87,3 +87,32 @@ def test_instances_fall_back_to_the_orm_too(user):
                                  {"account": STR_STAND_IN})
     assert [c.pk for c in prepared.instances(account="def")] == [customer.pk]
     assert prepared._for("default") is None
+
+
+def test_customer_for_token_loads_only_what_the_token_carries(user, make_user):
+    from vault_wallets.services.customers import TOKEN_FIELDS, customer_for_token
+
+    customer = services.get_or_create_customer(user)
+    Customer.objects.filter(pk=customer.pk).update(token_version=7)
+    with CaptureQueriesContext(connection) as ctx:
+        light = customer_for_token(user)
+    assert len(ctx.captured_queries) == 1
+    assert (light.pk, light.uid, light.account, light.token_version) == (customer.pk, customer.uid, "default", 7)
+    assert light.get_deferred_fields() == {f.attname for f in Customer._meta.concrete_fields} - set(TOKEN_FIELDS)
+    newcomer = make_user("newcomer")
+    created = customer_for_token(newcomer)  # a first visit creates the customer
+    assert Customer.objects.get(user=newcomer).pk == created.pk
+
+
+def test_customer_token_endpoint_is_three_queries(api, user):
+    from vault_wallets import tokens
+
+    api.post("/wallet/customer-token/", {}, format="json")  # creates the customer
+    with CaptureQueriesContext(connection) as ctx:
+        response = api.post("/wallet/customer-token/", {}, format="json")
+    assert response.status_code == 201
+    assert len(ctx.captured_queries) == 3  # session, user (Django's own), the customer's token fields
+    claims = tokens.decode(response.json()["token"])
+    customer = Customer.objects.get(user=user)
+    assert (claims.customer_uid, claims.version) == (customer.uid, customer.token_version)
+    assert response.json()["customer"] == customer.uid

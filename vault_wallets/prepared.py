@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
+from django.db import connections, router
 from django.db.models import Model, QuerySet
 
 #: Stand-in values per kind: distinct from anything a real query would carry.
@@ -59,13 +59,15 @@ class _Compiled:
 
 
 class PreparedQuery:
-    """``build(**values)`` returns a ``values_list()`` queryset; ``rows(**values)`` its rows as tuples.
+    """``build(**values)`` returns a ``values_list()`` queryset of ``model``; ``rows(**values)`` its rows.
 
     ``stand_ins`` names each value and gives the stand-in it is compiled with, e.g.
-    ``{"user_id": INT_STAND_IN, "account": STR_STAND_IN}``.
+    ``{"user_id": INT_STAND_IN, "account": STR_STAND_IN}``.  The rows are read from the database
+    the routers choose for reading ``model``, as the queryset would.
     """
 
-    def __init__(self, build: Callable[..., QuerySet], stand_ins: dict[str, Any]):
+    def __init__(self, model: type[Model], build: Callable[..., QuerySet], stand_ins: dict[str, Any]):
+        self.model = model
         self.build = build
         self.stand_ins = stand_ins
         # One compilation per connection object (each thread has its own): the compiler, its
@@ -85,7 +87,10 @@ class PreparedQuery:
         self._compiled[connection] = compiled
         return compiled
 
-    def rows(self, using: str = "default", **values: Any) -> list[tuple]:
+    def rows(self, **values: Any) -> list[tuple]:
+        return self.rows_from(router.db_for_read(self.model), **values)
+
+    def rows_from(self, using: str, **values: Any) -> list[tuple]:
         compiled = self._for(using)
         if compiled is None:
             return list(self.build(**values).using(using))
@@ -96,9 +101,9 @@ class PreparedInstances(PreparedQuery):
     """A prepared query whose rows are model instances (all concrete fields, as ``Model.from_db``)."""
 
     def __init__(self, model: type[Model], build: Callable[..., QuerySet], stand_ins: dict[str, Any]):
-        self.model = model
         self.attnames = [field.attname for field in model._meta.concrete_fields]
-        super().__init__(lambda **values: build(**values).values_list(*self.attnames), stand_ins)
+        super().__init__(model, lambda **values: build(**values).values_list(*self.attnames), stand_ins)
 
-    def instances(self, using: str = "default", **values: Any) -> list[Model]:
-        return [self.model.from_db(using, self.attnames, row) for row in self.rows(using, **values)]
+    def instances(self, **values: Any) -> list[Model]:
+        using = router.db_for_read(self.model)
+        return [self.model.from_db(using, self.attnames, row) for row in self.rows_from(using, **values)]

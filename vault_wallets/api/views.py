@@ -21,6 +21,7 @@ from .. import conf, services, tokens
 from ..models import Address, Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
+from ..services.customers import customer_for_token
 from ..services.payment_methods import visible_method_rows
 from . import serializers as s
 from . import throttling
@@ -94,13 +95,15 @@ class CustomerTokenView(VaultAPIView):
                    operation_id="customer_token_create")
     def post(self, request, *args, **kwargs):
         # Whatever the body or query string says, the customer is the logged-in user's.
-        customer = self.get_customer()
-        processor = get_processor(customer.account)
+        account = self.get_account()
+        processor = get_processor(account)
         client_token = None
         if processor.supports_client_token:
-            customer = services.ensure_processor_customer(customer)
+            customer = services.ensure_processor_customer(self.get_customer())
             issued_client = processor.get_client_token(customer.processor_ref)
             client_token = issued_client.token if issued_client else None
+        else:
+            customer = customer_for_token(request.user, account)  # only what the token carries
         issued = tokens.issue(customer)
         return Response({
             "token": issued.token, "expires_at": issued.expires_at, "expires_in": issued.expires_in,

@@ -31,11 +31,11 @@ LIST_COLUMNS = ("uid", "method_type", "brand", "bank_name", "last4", "exp_month"
 
 # The shopper list runs on every wallet page view: prepared once per connection (see vault_wallets.prepared).
 _LIST_FOR_USER = PreparedQuery(
-    lambda user_id, account: SavedPaymentMethod.objects.visible()
+    SavedPaymentMethod, lambda user_id, account: SavedPaymentMethod.objects.visible()
     .filter(customer__user_id=user_id, customer__account=account).values_list(*LIST_COLUMNS),
     {"user_id": INT_STAND_IN, "account": STR_STAND_IN})
 _LIST_FOR_CUSTOMER = PreparedQuery(
-    lambda customer_id: SavedPaymentMethod.objects.visible().filter(customer_id=customer_id)
+    SavedPaymentMethod, lambda customer_id: SavedPaymentMethod.objects.visible().filter(customer_id=customer_id)
     .values_list(*LIST_COLUMNS),
     {"customer_id": INT_STAND_IN})
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from django.db import connections, router
 from django.db.models import Model, QuerySet
@@ -27,6 +27,8 @@ from django.db.models import Model, QuerySet
 #: Stand-in values per kind: distinct from anything a real query would carry.
 INT_STAND_IN = -7_390_112_441_000
 STR_STAND_IN = "\x1fvault_wallets:stand-in\x1f"
+
+M = TypeVar("M", bound=Model)
 
 
 class _Compiled:
@@ -97,13 +99,14 @@ class PreparedQuery:
         return compiled.run(values)
 
 
-class PreparedInstances(PreparedQuery):
+class PreparedInstances(PreparedQuery, Generic[M]):
     """A prepared query whose rows are model instances (all concrete fields, as ``Model.from_db``)."""
 
-    def __init__(self, model: type[Model], build: Callable[..., QuerySet], stand_ins: dict[str, Any]):
+    def __init__(self, model: type[M], build: Callable[..., QuerySet], stand_ins: dict[str, Any]):
+        self.instance_model = model
         self.attnames = [field.attname for field in model._meta.concrete_fields]
         super().__init__(model, lambda **values: build(**values).values_list(*self.attnames), stand_ins)
 
-    def instances(self, **values: Any) -> list[Model]:
-        using = router.db_for_read(self.model)
-        return [self.model.from_db(using, self.attnames, row) for row in self.rows_from(using, **values)]
+    def instances(self, **values: Any) -> list[M]:
+        using = router.db_for_read(self.instance_model)
+        return [self.instance_model.from_db(using, self.attnames, row) for row in self.rows_from(using, **values)]

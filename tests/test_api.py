@@ -284,6 +284,30 @@ def test_payment_method_representation_matches_drf_generic_path(customer, card_t
         fast = PaymentMethodSerializer(method).data
         generic = drf.Serializer.to_representation(PaymentMethodSerializer(method), method)
         assert fast == generic and list(fast) == list(generic), (fast, generic)
+    # The list endpoint's path: prepared rows (tuples) straight from the database.
+    stored = [SavedPaymentMethod.objects.get(pk=card.pk), SavedPaymentMethod.objects.get(pk=bank.pk)]
+    rows = SavedPaymentMethod.objects.filter(pk__in=[m.pk for m in stored]).order_by("pk").values_list(
+        *PaymentMethodSerializer.SOURCE_FIELDS)
+    listed = PaymentMethodSerializer.represent_rows(list(rows))
+    for row, method in zip(listed, stored, strict=True):
+        generic = drf.Serializer.to_representation(PaymentMethodSerializer(method), method)
+        assert row == generic and list(row) == list(generic), (row, generic)
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_list_datetimes_match_drf_in_the_current_time_zone(customer, card_token, zone):
+    """``represent_rows`` formats ``created_at`` exactly as DRF's DateTimeField, whatever the time zone."""
+    from django.utils import timezone
+    from rest_framework import serializers as drf
+
+    from vault_wallets.api.serializers import PaymentMethodSerializer
+
+    services.add_payment_method(customer, card_token())
+    row = SavedPaymentMethod.objects.values_list(*PaymentMethodSerializer.SOURCE_FIELDS).get()
+    with timezone.override(zone):
+        listed = PaymentMethodSerializer.represent_rows([row])[0]["created_at"]
+        assert listed == drf.DateTimeField().to_representation(row[-1])
+    assert listed.endswith("Z") == (zone == "UTC")
 
 
 def test_patch_label_only(api, card_token):

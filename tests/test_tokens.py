@@ -118,3 +118,16 @@ def test_malformed_authorization_is_401(header):
 def test_bearer_request_needs_no_csrf(issued, card_token):
     response = bearer(issued.token).post("/wallet/api/payment-methods/", {"token": card_token()}, format="json")
     assert response.status_code == 201
+
+
+def test_a_changed_signing_key_derives_a_new_key(settings, customer):
+    """The derived keys are cached per secret: changing SIGNING_KEY (or SECRET_KEY) takes effect at once."""
+    before = conf.derived_key("customer-token")
+    issued = tokens.issue(customer)
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "SIGNING_KEY": "another-signing-key-for-this-test-only"}
+    assert conf.derived_key("customer-token") != before
+    with pytest.raises(tokens.InvalidCustomerToken):
+        tokens.decode(issued.token)
+    settings.VAULT_WALLETS = {k: v for k, v in settings.VAULT_WALLETS.items() if k != "SIGNING_KEY"}
+    settings.SECRET_KEY = "tests-only-another-secret-key-" + "x" * 40
+    assert conf.derived_key("customer-token") != before

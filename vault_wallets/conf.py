@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import Any
@@ -127,5 +128,10 @@ def is_configured_account(name: str) -> bool:
 
 def derived_key(purpose: str) -> bytes:
     """A key for one purpose, derived from SIGNING_KEY (or SECRET_KEY); never the raw secret."""
-    base = get_setting("SIGNING_KEY") or settings.SECRET_KEY
+    return _derive(get_setting("SIGNING_KEY") or settings.SECRET_KEY, purpose)
+
+
+@functools.lru_cache(maxsize=64)
+def _derive(base: str, purpose: str) -> bytes:
+    # Keyed by the secret itself, so a changed setting derives anew (several per request otherwise).
     return hmac.new(base.encode("utf-8"), f"vault_wallets:{purpose}".encode(), hashlib.sha256).digest()

@@ -7,8 +7,6 @@ another customer's uid answers 404 exactly like one that does not exist.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from drf_spectacular.utils import extend_schema as _extend_schema
@@ -23,6 +21,8 @@ from .. import conf, services, tokens
 from ..models import Address, Customer, SavedPaymentMethod
 from ..processors import base as p
 from ..processors import get_processor
+from ..services.customers import customer_for_token
+from ..services.payment_methods import visible_method_rows
 from . import serializers as s
 from . import throttling
 from .authentication import CustomerTokenAuth, CustomerTokenAuthentication
@@ -95,13 +95,15 @@ class CustomerTokenView(VaultAPIView):
                    operation_id="customer_token_create")
     def post(self, request, *args, **kwargs):
         # Whatever the body or query string says, the customer is the logged-in user's.
-        customer = self.get_customer()
-        processor = get_processor(customer.account)
+        account = self.get_account()
+        processor = get_processor(account)
         client_token = None
         if processor.supports_client_token:
-            customer = services.ensure_processor_customer(customer)
+            customer = services.ensure_processor_customer(self.get_customer())
             issued_client = processor.get_client_token(customer.processor_ref)
             client_token = issued_client.token if issued_client else None
+        else:
+            customer = customer_for_token(request.user, account)  # only what the token carries
         issued = tokens.issue(customer)
         return Response({
             "token": issued.token, "expires_at": issued.expires_at, "expires_in": issued.expires_in,
@@ -125,17 +127,15 @@ class PaymentMethodListView(VaultAPIView):
     @extend_schema(responses={200: s.PaymentMethodListSerializer, **ERRORS}, summary="List saved payment methods",
                    operation_id="payment_methods_list")
     def get(self, request, *args, **kwargs):
-        methods = SavedPaymentMethod.objects.visible()
         if isinstance(request.auth, CustomerTokenAuth):
-            methods = methods.filter(customer=request.auth.customer)
+            rows = visible_method_rows(customer=request.auth.customer)
         else:
             # One query for the session shopper: the methods joined to their customer.
-            methods = methods.filter(customer__user=request.user, customer__account=self.get_account())
+            rows = visible_method_rows(user=request.user, account=self.get_account())
+            if not rows:
+                self.get_customer()  # a shopper with none: resolve (on a first visit, create) the customer
         # Only the displayed columns, as plain rows (no model instances, nothing decrypted).
-        rows = [SimpleNamespace(**row) for row in methods.values(*s.PaymentMethodSerializer.SOURCE_FIELDS)]
-        if not rows and not isinstance(request.auth, CustomerTokenAuth):
-            self.get_customer()  # a shopper with none: resolve (on a first visit, create) the customer
-        return Response({"results": s.PaymentMethodSerializer(rows, many=True).data})
+        return Response({"results": s.PaymentMethodSerializer.represent_rows(rows)})
 
     @extend_schema(request=s.PaymentMethodCreateSerializer,
                    responses={201: s.PaymentMethodSerializer, 200: s.PaymentMethodSerializer,

@@ -15,6 +15,7 @@ from .. import ids
 from ..exceptions import PaymentMethodNotChargeable, PaymentMethodNotFound
 from ..ids import is_public_id
 from ..models import Customer, SavedPaymentMethod
+from ..prepared import INT_STAND_IN, STR_STAND_IN, PreparedQuery
 from ..processors import base as p
 from ..processors import get_processor
 from ..signals import payment_method_added, payment_method_removed
@@ -22,6 +23,32 @@ from ..validators import clean_text
 from .customers import ensure_processor_customer
 
 logger = logging.getLogger("vault_wallets.services")
+
+
+#: The columns the shopper list shows (``PaymentMethodSerializer.represent_rows`` reads them in this order).
+LIST_COLUMNS = ("uid", "method_type", "brand", "bank_name", "last4", "exp_month", "exp_year", "label",
+                "is_default", "verification_status", "status", "created_at")
+
+# The shopper list runs on every wallet page view: prepared once per connection (see vault_wallets.prepared).
+_LIST_FOR_USER = PreparedQuery(
+    SavedPaymentMethod, lambda user_id, account: SavedPaymentMethod.objects.visible()
+    .filter(customer__user_id=user_id, customer__account=account).values_list(*LIST_COLUMNS),
+    {"user_id": INT_STAND_IN, "account": STR_STAND_IN})
+_LIST_FOR_CUSTOMER = PreparedQuery(
+    SavedPaymentMethod, lambda customer_id: SavedPaymentMethod.objects.visible().filter(customer_id=customer_id)
+    .values_list(*LIST_COLUMNS),
+    {"customer_id": INT_STAND_IN})
+
+
+def visible_method_rows(*, customer: Customer | None = None, user=None, account: str | None = None) -> list[tuple]:
+    """The shopper's visible methods as ``LIST_COLUMNS`` tuples, default first, then newest first.
+
+    One query: by ``customer``, or for the session's ``user`` joined to their customer in
+    ``account`` (no row: the user has no customer there, or none visible).  Nothing decrypted.
+    """
+    if customer is not None:
+        return _LIST_FOR_CUSTOMER.rows(customer_id=customer.pk)
+    return _LIST_FOR_USER.rows(user_id=user.pk, account=account)
 
 
 def _locked_customer(customer: Customer) -> Customer:

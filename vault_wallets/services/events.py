@@ -379,8 +379,10 @@ def apply_fetched_batch(answers: list[tuple[SavedPaymentMethod, p.VaultedMethod 
         return 0
     now = timezone.now()
     with transaction.atomic():
-        customers = {c.pk: c for c in Customer.objects.select_for_update().order_by("pk")
-                     .filter(pk__in={m.customer_id for m, _ in answers})}
+        # Lock the customers without loading them (a row, and its encrypted secret, per method); the
+        # few that lose their default are loaded below.
+        list(Customer.objects.select_for_update().order_by("pk").filter(pk__in={m.customer_id for m, _ in answers})
+             .values_list("pk", flat=True))
         currents = {m.pk: m for m in SavedPaymentMethod.objects.select_for_update().order_by("pk")
                     .for_display().filter(pk__in=[m.pk for m, _ in answers])}
         changed, history, lost_default, lost_pks = [], [], [], set()
@@ -402,7 +404,8 @@ def apply_fetched_batch(answers: list[tuple[SavedPaymentMethod, p.VaultedMethod 
                 lost_pks.add(current.pk)
         _write_display_fields(changed)
         PaymentMethodChange.objects.bulk_create(history)
-        promoted = {pk: promote_next_default(customers[pk]) for pk in lost_default}
+        promoted = {customer.pk: promote_next_default(customer)
+                    for customer in Customer.objects.filter(pk__in=lost_default).order_by("pk")} if lost_default else {}
         for current, change in zip(changed, history, strict=True):
             transaction.on_commit(partial(
                 payment_method_updated.send, sender=SavedPaymentMethod, payment_method=current, changes=change,
@@ -469,7 +472,9 @@ def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *
 
 def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     """Refresh several methods (one chunk of a large event); return how many changed."""
-    event = WebhookEvent.objects.filter(pk=webhook_pk).first() if webhook_pk else None
+    # Only what the changes record: the event's body (a large NOC's is hundreds of KiB, encrypted) is
+    # not decrypted again for every chunk.
+    event = WebhookEvent.objects.only("pk", "event_type").filter(pk=webhook_pk).first() if webhook_pk else None
     methods = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks))
     return refresh_concurrently(methods, source_event=event, source=event.event_type if event else "manual refresh")
 

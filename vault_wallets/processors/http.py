@@ -285,7 +285,8 @@ class ProcessorHTTPClient:
         started = time.monotonic()
         try:
             response = session.get_adapter(url).send(prepared, stream=False, timeout=self.timeout,
-                                                     verify=session.verify, cert=session.cert,
+                                                     verify=True if session.verify is None else session.verify,
+                                                     cert=session.cert,
                                                      proxies=dict(session.proxies))
             if "set-cookie" in response.headers:  # kept for the session's next requests, as requests does
                 extract_cookies_to_jar(session.cookies, prepared, response.raw)

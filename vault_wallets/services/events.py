@@ -454,8 +454,9 @@ def _insert_changes(history: list[PaymentMethodChange], now) -> None:
         return
     meta = PaymentMethodChange._meta
     qn = connection.ops.quote_name
-    columns = ", ".join(qn(meta.get_field(name).column)
-                        for name in ("payment_method", "source_event", "source", "before", "after", "created_at"))
+    fields: list[Any] = [meta.get_field(name) for name in  # concrete fields, not relations
+                         ("payment_method", "source_event", "source", "before", "after", "created_at")]
+    columns = ", ".join(qn(field.column) for field in fields)
     params: list[Any] = []
     for change in history:
         change.created_at = now

@@ -119,10 +119,11 @@ def test_a_closed_default_is_replaced_in_a_concurrent_chunk(noc_account, django_
     second.save()
     fake.saved_methods["spm_noc0001"]["customer_uid"] = "cus_noc0000"
     fake.saved_methods["spm_noc0000"]["status"] = "closed"
-    received = []
+    received, changes_sent = [], []
 
     def on_update(sender, payment_method, changes, promoted, **kwargs):
         received.append((payment_method.pk, promoted.pk if promoted else None))
+        changes_sent.append((payment_method.pk, changes))
 
     signals.payment_method_updated.connect(on_update)
     try:
@@ -138,6 +139,12 @@ def test_a_closed_default_is_replaced_in_a_concurrent_chunk(noc_account, django_
     assert (first.status, first.is_default) == ("closed", False)
     assert (second.exp_year, second.is_default) == (2031, True)
     assert sorted(received) == sorted([(first.pk, second.pk), (second.pk, None)])
+    # Each signal carries its stored change row (written in one batch), with its pk.
+    for method_pk, change in changes_sent:
+        stored = PaymentMethodChange.objects.get(pk=change.pk)
+        assert stored.payment_method_id == change.payment_method_id == method_pk
+        assert (stored.before, stored.after, stored.source) == (change.before, change.after, change.source)
+    assert changes_sent[0][1].before != changes_sent[0][1].after
     # Writes are batched: a fixed handful of queries, not several per method.
     assert len(ctx.captured_queries) <= 14, [q["sql"][:80] for q in ctx.captured_queries]
 

@@ -28,6 +28,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 from urllib3.util.retry import Retry
@@ -265,21 +267,30 @@ class ProcessorHTTPClient:
         """
         method = method.upper()
         url = self.url(route, path_params)
-        req = requests.Request(
-            method,
-            url,
-            params=dict(query or {}),
-            json=json,
-            data=data,
-            headers=dict(headers or {}),
-            auth=auth or self._auth,
-        )
-        prepared = self.session.prepare_request(req)
+        session = self.session
+        # What ``Session.prepare_request`` and ``Session.send`` do for this client, without their
+        # per-request work for features it never uses (netrc and proxy look-ups are off, no hooks, no
+        # redirects): that work cost about as much CPU as the HTTP exchange itself (docs/benchmarks.md).
+        merged = CaseInsensitiveDict(session.headers)
+        for key, value in (headers or {}).items():
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=method, url=url, headers=merged, data=data, params=dict(query or {}),
+                         auth=auth or self._auth, cookies=session.cookies, json=json)
         if self._prepare is not None:
             self._prepare(prepared)
         started = time.monotonic()
         try:
-            response = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
+            response = session.get_adapter(url).send(prepared, stream=False, timeout=self.timeout,
+                                                     verify=True if session.verify is None else session.verify,
+                                                     cert=session.cert,
+                                                     proxies=dict(session.proxies))
+            if "set-cookie" in response.headers:  # kept for the session's next requests, as requests does
+                extract_cookies_to_jar(session.cookies, prepared, response.raw)
+            response.content  # noqa: B018 - read the body now, inside the error handling
         except requests.RequestException as exc:
             if _is_timeout(exc):
                 self._log(method, route, "timeout", started)
@@ -292,7 +303,7 @@ class ProcessorHTTPClient:
                 processor=self.processor,
             ) from None
         self._log(method, route, response.status_code, started)
-        if response.status_code < 400 or response.status_code in set(allow_statuses):
+        if response.status_code < 400 or response.status_code in allow_statuses:
             if expect_json and response.content:
                 try:
                     response.json()

@@ -201,7 +201,7 @@ def test_failures_outside_the_window_are_forgotten_and_a_cool_down_starts_afresh
 def shopper_wallet(make_user, card_token):
     """``shopper_wallet(name)`` → (customer, [two saved cards], address) with personal data everywhere."""
     from vault_wallets import services
-    from vault_wallets.models import Customer
+    from vault_wallets.models import Customer, PaymentMethodChange
 
     def make(name):
         customer = services.get_or_create_customer(make_user(name))
@@ -211,6 +211,9 @@ def shopper_wallet(make_user, card_token):
         cards = [services.add_payment_method(customer, card_token(number), label=f"{name}'s card")[0]
                  for number in ("4242424242424242", "5555555555554444")]
         address = services.create_address(customer, line1="1 Main St", city="Springfield", country="US")
+        for card in cards:  # the history of a card's display data (an updater's change, say)
+            PaymentMethodChange.objects.create(payment_method=card, source="card updater",
+                                               before={"exp_year": 2030}, after={"exp_year": 2034})
         customer.refresh_from_db()
         return customer, cards, address
 
@@ -250,7 +253,7 @@ def test_erasing_one_customer_leaves_another_untouched(shopper_wallet, django_ca
     alice, (visa, mastercard), address = shopper_wallet("alice")
     bob, _, _ = shopper_wallet("bob")
     services.charge(bob, 500, "USD", idempotency_key="bob-1")  # bob's charge is not alice's
-    assert _snapshot(bob)["history"] > 0
+    assert _snapshot(bob)["history"] == 2 and _snapshot(alice)["history"] == 2
     before = _snapshot(bob)
     erased = []
     customer_erased.connect(lambda sender, erasure, **kw: erased.append(erasure.customer_uid), weak=False,
@@ -279,7 +282,7 @@ def test_erasing_one_customer_leaves_another_untouched(shopper_wallet, django_ca
 
 def test_a_customer_with_charges_is_anonymized_next_to_another_with_charges(shopper_wallet):
     from vault_wallets import services
-    from vault_wallets.models import Charge, Customer, SavedPaymentMethod
+    from vault_wallets.models import Charge, Customer, PaymentMethodChange, SavedPaymentMethod
 
     alice, (visa, mastercard), _ = shopper_wallet("alice")
     bob, _, _ = shopper_wallet("bob")
@@ -303,6 +306,7 @@ def test_a_customer_with_charges_is_anonymized_next_to_another_with_charges(shop
             "removed", False, "", "", "", "", "", "", {}, None, None, "")
         assert method.last4 in ("4242", "4444")  # the financial record keeps brand and last four
     assert Charge.objects.filter(customer=row).count() == 1
+    assert not PaymentMethodChange.objects.filter(payment_method__customer=row).exists()
 
 
 def test_a_pending_erasure_of_another_customer_is_not_resumed_for_this_one(shopper_wallet, sandbox):

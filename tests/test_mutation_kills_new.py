@@ -465,3 +465,266 @@ def test_the_sweeper_takes_the_earliest_due_erasures_up_to_its_limit(shopper_wal
     assert ErasureRequest.objects.get(pk=pending["carol"].pk).status == "pending"
     assert retry_due_erasures() == [pending["carol"].pk]
     assert ErasureRequest.objects.get(pk=pending["dave"].pk).status == "pending"
+
+
+# -- import: row validation (exact errors, limits on both sides), reading, writing -------------
+
+
+def _row(**values):
+    return {"customer_reference": "c-1", "token": "sbxpm_x", **values}
+
+
+@pytest.mark.parametrize(("raw", "error"), [
+    ([1, 2], "a row must be an object"),
+    ({"token": "t"}, "customer_reference is required"),
+    ({"customer_reference": "   ", "token": "t"}, "customer_reference is required"),
+    ({"customer_reference": "c"}, "token is required"),
+    (_row(method_type="sepa"), "method_type must be one of card, ach"),
+    (_row(last4="123"), "last4 must be four digits"),
+    (_row(last4="12a4"), "last4 must be four digits"),
+    (_row(last4="12345"), "last4 is longer than 4 characters"),
+    (_row(is_default="maybe"), "is_default must be true or false"),
+    (_row(exp_month="0", exp_year="2030"), "exp_month must be between 1 and 12"),
+    (_row(exp_month="13", exp_year="2030"), "exp_month must be between 1 and 12"),
+    (_row(exp_month="1", exp_year="1999"), "exp_year must be between 2000 and 2099"),
+    (_row(exp_month="1", exp_year="2100"), "exp_year must be between 2000 and 2099"),
+    (_row(exp_month="x", exp_year="2030"), "exp_month must be a whole number"),
+    (_row(exp_month="12"), "exp_month and exp_year go together"),
+    (_row(exp_year="2030"), "exp_month and exp_year go together"),
+    (_row(label=["a"]), "label must be text"),
+    (_row(label=True), "label must be text"),
+    (_row(label="a\x00b"), "label contains a NUL byte"),
+    (_row(customer_reference="r" * 129), "customer_reference is longer than 128 characters"),
+    (_row(token="t" * 2001), "token is longer than 2000 characters"),
+    (_row(label="l" * 101), "label is longer than 100 characters"),
+    (_row(customer_phone="1" * 41), "customer_phone is longer than 40 characters"),
+    (_row(customer_email="e" * 255), "customer_email is longer than 254 characters"),
+    (_row(brand="b" * 33), "brand is longer than 32 characters"),
+    (_row(holder_name="h" * 201), "holder_name is longer than 200 characters"),
+    (_row(account_type="a" * 17), "account_type is longer than 16 characters"),
+    (_row(method_id="m" * 2001), "method_id is longer than 2000 characters"),
+])
+def test_a_bad_row_is_refused_with_what_is_wrong(raw, error):
+    from vault_wallets.services.importing import RowError, parse_row
+
+    with pytest.raises(RowError) as refused:
+        parse_row(raw, 7)
+    assert str(refused.value) == error
+
+
+def test_a_good_row_is_read_exactly(tmp_path):
+    from vault_wallets.services.importing import parse_row
+
+    row = parse_row({"reference_id": " c-9 ", "token": "tok", "method_type": "ACH", "last4": "6789",
+                     "brand": "VISA", "exp_month": " 1 ", "exp_year": 2000, "holder_name": "h" * 200,
+                     "bank_name": "First Bank", "account_type": "checking", "label": "l" * 100,
+                     "is_default": " Yes ", "customer_email": "e" * 254, "customer_name": "Ann",
+                     "customer_phone": "1" * 40, "processor_customer_id": "pcus", "method_id": 12345,
+                     "customer_reference": None}, 3)
+    assert (row.line, row.customer_reference, row.token, row.method_type, row.last4, row.brand) == (
+        3, "c-9", "tok", "ach", "6789", "visa")
+    assert (row.exp_month, row.exp_year, row.holder_name, row.bank_name, row.account_type, row.label) == (
+        1, 2000, "h" * 200, "First Bank", "checking", "l" * 100)
+    assert (row.is_default, row.customer_email, row.customer_name, row.customer_phone) == (
+        True, "e" * 254, "Ann", "1" * 40)
+    assert (row.processor_customer_id, row.method_id) == ("pcus", "12345")
+    assert "tok" not in repr(row) and repr(row) == "<Row line=3 customer='c-9' ••••6789>"
+    edge = parse_row(_row(exp_month="12", exp_year="2099", is_default="f", customer_reference="r" * 128,
+                          token="t" * 2000), 4)
+    assert (edge.exp_month, edge.exp_year, edge.is_default, edge.method_type) == (12, 2099, False, "card")
+    assert parse_row(_row(is_default=True), 5).is_default is True
+    assert parse_row(_row(is_default="T"), 5).is_default is True
+    assert parse_row(_row(is_default="0"), 5).is_default is False
+    assert parse_row(_row(is_default=""), 5).is_default is False
+    ach = parse_row(_row(method_type="ach", exp_month="3"), 6)  # a bank account has no expiry pair
+    assert (ach.exp_month, ach.exp_year) == (3, None)
+
+
+def test_reading_csv_and_jsonl_keeps_line_numbers():
+    from vault_wallets.services.importing import RowError, lines_of, read_rows
+
+    csv_lines = list(lines_of(["customer_reference,tok", "en\r\nc1,t1\nc2,t2,extra\n", "c3,",
+                               "t3\n" + "c4," + "x" * 140_000 + "\nc5,t5"]))
+    read = list(read_rows(csv_lines, "csv"))
+    # (the unreadable line 5 is reported as csv's reader counts it when it gives up: not checked here)
+    assert [line for n, (line, _) in enumerate(read) if n != 3] == [2, 3, 4, 6]
+    assert read[0][1] == {"customer_reference": "c1", "token": "t1"}
+    assert isinstance(read[1][1], RowError) and str(read[1][1]) == "more values than columns"
+    assert read[2][1] == {"customer_reference": "c3", "token": "t3"}
+    assert isinstance(read[3][1], RowError) and str(read[3][1]).startswith("unreadable CSV: field larger")
+    assert read[4][1] == {"customer_reference": "c5", "token": "t5"}
+    jsonl = list(read_rows(['{"a": 1}\n', "\n", "  \n", "{bad\n", "[" * 100_000 + "\n", '{"b": 2}'], "jsonl"))
+    assert [line for line, _ in jsonl] == [1, 4, 5, 6]
+    assert jsonl[0][1] == {"a": 1} and jsonl[3][1] == {"b": 2}
+    assert str(jsonl[1][1]).startswith("not JSON: ") and len(str(jsonl[1][1])) <= len("not JSON: ") + 100
+    assert str(jsonl[2][1]).startswith("not JSON: ")
+    with pytest.raises(ValueError) as refused:
+        list(read_rows([], "xlsx"))
+    assert str(refused.value) == "format must be one of csv, jsonl"
+
+
+def test_guess_format():
+    from vault_wallets.services.importing import guess_format
+
+    assert [guess_format(n) for n in ("a.jsonl", "a.NDJSON", "a.json", "a.csv", "a.txt", "jsonl")] == [
+        "jsonl", "jsonl", "jsonl", "csv", "csv", "csv"]
+
+
+def _import(lines, account="default", **kwargs):
+    from vault_wallets.services.importing import Importer
+
+    return Importer(account, **kwargs).run(lines, "jsonl")
+
+
+def _jsonl(*rows):
+    import json
+
+    return [json.dumps(row) + "\n" for row in rows]
+
+
+def test_an_import_finds_customers_in_its_own_account_only(sandbox):
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    eu = Customer.objects.create(account="eu", reference_id="shared-ref", processor_customer_id="eucus_1")
+    home = Customer.objects.create(account="default", reference_id="other-ref", processor_customer_id="sbxcus_9")
+    report = _import(_jsonl({"customer_reference": "shared-ref", "processor_customer_id": "sbxcus_1",
+                             "token": "sbxpm_1", "last4": "4242"},
+                            {"customer_reference": "other-ref", "token": "sbxpm_2", "last4": "1111"}))
+    assert (report.created, report.failed, report.customers_created) == (2, 0, 1)
+    new = Customer.objects.get(account="default", reference_id="shared-ref")
+    assert new.processor_customer_id == "sbxcus_1"
+    assert list(SavedPaymentMethod.objects.filter(customer=new).values_list("last4", flat=True)) == ["4242"]
+    assert list(SavedPaymentMethod.objects.filter(customer=home).values_list("last4", flat=True)) == ["1111"]
+    assert not SavedPaymentMethod.objects.filter(customer=eu).exists()
+
+
+def test_import_refuses_conflicts_erased_customers_and_repeated_tokens(sandbox):
+    from django.utils import timezone
+
+    from vault_wallets.models import Customer
+
+    Customer.objects.create(account="default", reference_id="c-a", processor_customer_id="sbxcus_a")
+    Customer.objects.create(account="default", reference_id="c-gone", processor_customer_id="sbxcus_g",
+                            erased_at=timezone.now())
+    report = _import(_jsonl(
+        {"customer_reference": "c-a", "processor_customer_id": "sbxcus_other", "token": "t1"},   # 1
+        {"customer_reference": "c-gone", "token": "t2"},                                         # 2
+        {"customer_reference": "c-a", "token": "t3"},                                            # 3
+        {"customer_reference": "c-a", "processor_customer_id": "sbxcus_a", "token": "t3"},       # 4
+        {"customer_reference": "c-a", "token": "t5", "method_id": "t3"},                         # 5
+    ))
+    assert report.as_dict() == {
+        "created": 1, "updated": 0, "skipped": 0, "failed": 4, "rows": 5, "customers_created": 0, "dry_run": False,
+        "errors_truncated": False, "errors": [
+            {"line": 1, "error": "customer 'c-a' belongs to another processor customer"},
+            {"line": 2, "error": "customer 'c-gone' was erased"},
+            {"line": 4, "error": "the same token as line 3"},
+            {"line": 5, "error": "the same token as line 3"}]}
+
+
+def test_import_updates_changed_display_data_skips_removed_and_keeps_other_customers_apart(sandbox):
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    rows = [{"customer_reference": ref, "processor_customer_id": f"sbxcus_{ref}", "token": f"tok-{ref}",
+             "brand": "visa", "last4": "4242", "exp_month": 12, "exp_year": 2034, "label": "old"}
+            for ref in ("a", "b")]
+    assert _import(_jsonl(*rows)).created == 2
+    a, b = (Customer.objects.get(reference_id=ref) for ref in ("a", "b"))
+    report = _import(_jsonl({**rows[0], "label": "new", "holder_name": "", "exp_year": None, "exp_month": None},
+                            rows[1]))
+    assert (report.created, report.updated, report.skipped) == (0, 1, 1)
+    assert SavedPaymentMethod.objects.get(customer=a).label == "new"
+    assert SavedPaymentMethod.objects.get(customer=a).exp_year == 2034  # an empty value changes nothing
+    assert SavedPaymentMethod.objects.get(customer=b).label == "old"
+    SavedPaymentMethod.objects.filter(customer=b).update(status="removed")
+    report = _import(_jsonl(rows[0], {**rows[1], "label": "back again?"}))
+    assert (report.created, report.updated, report.skipped) == (0, 1, 1)
+    assert SavedPaymentMethod.objects.get(customer=b).label == "old"  # a removed method stays removed
+
+
+def test_import_defaults_and_expired_cards(sandbox):
+    from django.utils import timezone
+
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    today = timezone.localdate()
+    last_month = (today.year, today.month - 1) if today.month > 1 else (today.year - 1, 12)
+    base = {"customer_reference": "c", "processor_customer_id": "sbxcus_c"}
+    report = _import(_jsonl(
+        {**base, "token": "expired", "exp_month": last_month[1], "exp_year": last_month[0]},
+        {**base, "token": "this-month", "exp_month": today.month, "exp_year": today.year},
+        {**base, "token": "later", "exp_month": 12, "exp_year": today.year + 1},
+        {"customer_reference": "d", "processor_customer_id": "sbxcus_d", "token": "d1"},
+    ))
+    assert report.created == 4
+    methods = {m.processor_token: m for m in SavedPaymentMethod.objects.all()}
+    assert (methods["expired"].status, methods["expired"].is_default) == ("expired", False)
+    assert (methods["this-month"].status, methods["this-month"].is_default) == ("active", True)
+    assert (methods["later"].status, methods["later"].is_default) == ("active", False)
+    assert methods["d1"].is_default  # another customer's first card is its own default
+    # A row marked is_default takes the default over; the customer's other methods lose it.
+    assert _import(_jsonl({**base, "token": "newer", "is_default": "true"},
+                          {**base, "token": "plain"})).created == 2
+    defaults = SavedPaymentMethod.objects.filter(customer=Customer.objects.get(reference_id="c"), is_default=True)
+    assert [m.processor_token for m in defaults] == ["newer"]
+    assert SavedPaymentMethod.objects.get(customer__reference_id="d").is_default
+
+
+def test_a_dry_run_counts_like_a_real_run_and_writes_nothing(sandbox):
+    from vault_wallets.models import Customer, SavedPaymentMethod
+
+    rows = _jsonl(*({"customer_reference": f"c{n % 2}", "processor_customer_id": f"sbxcus_{n % 2}",
+                     "token": f"tok-{n}"} for n in range(5)))
+    progress = []
+    report = _import(rows, dry_run=True, batch_size=2, progress=lambda r: progress.append((r.rows, r.created)))
+    assert (report.created, report.dry_run) == (5, True)
+    assert progress == [(2, 2), (4, 4), (5, 5)]
+    again = _import(rows + rows[:1], dry_run=True, batch_size=2)  # the repeated row in a later batch: skipped
+    assert (again.created, again.skipped) == (5, 1)
+    assert not Customer.objects.exists() and not SavedPaymentMethod.objects.exists()
+
+
+def test_only_so_many_errors_are_listed(sandbox, monkeypatch):
+    from vault_wallets.services import importing
+
+    monkeypatch.setattr(importing, "MAX_REPORTED_ERRORS", 3)
+    report = _import(["{bad\n"] * 3)
+    assert (report.failed, len(report.errors), report.as_dict()["errors_truncated"]) == (3, 3, False)
+    report = _import(["{bad\n"] * 4)
+    assert (report.failed, len(report.errors), report.as_dict()["errors_truncated"]) == (4, 3, True)
+    assert [e["line"] for e in report.errors] == [1, 2, 3]
+
+
+def test_a_staff_job_stores_the_upload_in_chunks_and_refuses_nul_bytes(sandbox, monkeypatch, admin_user):
+    import io
+
+    from django.core.files import File
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from vault_wallets.models import ImportChunk, ImportJob, SavedPaymentMethod
+    from vault_wallets.services import importing
+
+    monkeypatch.setattr(importing, "CHUNK_CHARS", 64)
+    text = "".join(_jsonl(*({"customer_reference": "c", "processor_customer_id": "sbxcus_c", "token": f"t-{n}"}
+                            for n in range(4))))
+    upload = File(io.BytesIO(("\ufeff" + text).encode()), name="cards.jsonl")  # read 64 bytes at a time
+    job = importing.create_job(upload, "default", "jsonl", user=admin_user)
+    chunks = list(ImportChunk.objects.filter(job=job).order_by("seq"))
+    assert [c.seq for c in chunks] == list(range(len(chunks))) and len(chunks) > 1
+    assert "".join(c.data for c in chunks) == text  # the byte-order mark is not data
+    assert (job.file_name, job.total_bytes, job.requested_by_id, job.status) == (
+        "cards.jsonl", upload.size, admin_user.pk, "queued")
+    assert importing.run_job(job.pk) == "done"
+    job.refresh_from_db()
+    assert (job.status, job.processed_bytes, job.report["created"]) == ("done", job.total_bytes, 4)
+    assert SavedPaymentMethod.objects.count() == 4 and not ImportChunk.objects.filter(job=job).exists()
+    assert importing.run_job(job.pk) == "not queued"
+    with pytest.raises(ValueError) as refused:
+        importing.create_job(SimpleUploadedFile("x.csv", b"a,b\n\x00"), "default", "csv")
+    assert str(refused.value) == "the file contains NUL bytes"
+    with pytest.raises(ValueError) as refused:
+        importing.create_job(SimpleUploadedFile("x.txt", b"a"), "default", "xml")
+    assert str(refused.value) == "format must be one of csv, jsonl"
+    assert ImportJob.objects.count() == 1
+    anonymous = importing.create_job(SimpleUploadedFile("y.csv", b"customer_reference,token\n"), "default", "csv")
+    assert anonymous.requested_by_id is None and ImportChunk.objects.filter(job=anonymous).count() == 1

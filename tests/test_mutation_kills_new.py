@@ -728,3 +728,54 @@ def test_a_staff_job_stores_the_upload_in_chunks_and_refuses_nul_bytes(sandbox, 
     assert ImportJob.objects.count() == 1
     anonymous = importing.create_job(SimpleUploadedFile("y.csv", b"customer_reference,token\n"), "default", "csv")
     assert anonymous.requested_by_id is None and ImportChunk.objects.filter(job=anonymous).count() == 1
+
+
+def test_a_scoped_throttle_counts_under_its_own_scope(rf, settings):
+    from vault_wallets.api.throttling import IPRateThrottle, _scoped
+
+    throttle_class = _scoped(IPRateThrottle, "sandbox_tokenize_ip")
+    assert issubclass(throttle_class, IPRateThrottle) and throttle_class.scope == "sandbox_tokenize_ip"
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "THROTTLE_RATES": {"sandbox_tokenize_ip": "2/minute"}}
+    allowed = [throttle_class().allow_request(rf.post("/", REMOTE_ADDR="192.0.2.1"), None) for _ in range(3)]
+    assert allowed == [True, True, False]
+    assert throttle_class().allow_request(rf.post("/", REMOTE_ADDR="192.0.2.2"), None)
+
+
+def test_failures_before_a_cool_down_do_not_count_after_it(settings, customer):
+    import time
+
+    from rest_framework.exceptions import Throttled
+
+    from vault_wallets.api.throttling import check_verification_cooldown, record_verification_failure
+
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, **_cooldown(VERIFICATION_COOLDOWN_SECONDS=1)}
+    record_verification_failure(customer)
+    record_verification_failure(customer)
+    with pytest.raises(Throttled):
+        check_verification_cooldown(customer)
+    time.sleep(1.1)  # the cool-down is over; both failures are still within the 60 s window
+    record_verification_failure(customer)
+    check_verification_cooldown(customer)  # one failure since the cool-down, not three
+
+
+def test_one_broken_erasure_does_not_stop_the_sweep(shopper_wallet, sandbox, settings, caplog):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from vault_wallets.models import Customer, ErasureRequest
+    from vault_wallets.services.erasure import retry_due_erasures
+
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
+        **settings.VAULT_WALLETS["ACCOUNTS"], "broken": {"PROCESSOR": "vault_wallets.processors.no_such.Processor"}}}
+    broken = Customer.objects.create(account="broken", reference_id="r-broken", processor_customer_id="x")
+    alice, _, _ = shopper_wallet("alice")
+    now = timezone.now()
+    first = ErasureRequest.objects.create(customer=broken, customer_uid=broken.uid, account="broken",
+                                          next_attempt_at=now - timedelta(seconds=20))
+    second = ErasureRequest.objects.create(customer=alice, customer_uid=alice.uid, account="default",
+                                           next_attempt_at=now - timedelta(seconds=10))
+    assert retry_due_erasures() == [first.pk, second.pk]
+    assert f"erasure {first.pk} could not be retried" in caplog.text
+    assert ErasureRequest.objects.get(pk=first.pk).status == "pending"
+    assert ErasureRequest.objects.get(pk=second.pk).status == "completed"

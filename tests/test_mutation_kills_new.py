@@ -779,3 +779,18 @@ def test_one_broken_erasure_does_not_stop_the_sweep(shopper_wallet, sandbox, set
     assert f"erasure {first.pk} could not be retried" in caplog.text
     assert ErasureRequest.objects.get(pk=first.pk).status == "pending"
     assert ErasureRequest.objects.get(pk=second.pk).status == "completed"
+
+
+def test_a_job_that_cannot_run_fails_with_its_reason_and_drops_the_upload(sandbox):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from vault_wallets.models import ImportChunk, ImportJob
+    from vault_wallets.services import importing
+
+    job = importing.create_job(SimpleUploadedFile("a.csv", b"customer_reference,token\nc,t\n"), "default", "csv")
+    ImportJob.objects.filter(pk=job.pk).update(account="closed")  # the account went away meanwhile
+    assert importing.run_job(job.pk) == "failed"
+    job.refresh_from_db()
+    assert job.status == "failed" and job.finished_at is not None
+    assert job.last_error.startswith("ImproperlyConfigured: ") and "closed" in job.last_error
+    assert not ImportChunk.objects.filter(job=job).exists()

@@ -319,7 +319,7 @@ def test_a_pending_erasure_of_another_customer_is_not_resumed_for_this_one(shopp
     pending = services.erase_customer(bob)
     assert pending.status == "pending"
     done = services.erase_customer(alice)
-    assert done.pk != pending.pk and (done.customer_uid, done.status) == (alice.uid, "completed")
+    assert done.pk != pending.pk and (done.customer_uid, done.status, done.reason) == (alice.uid, "completed", "")
     assert ErasureRequest.objects.get(pk=pending.pk).status == "pending"
 
 
@@ -794,3 +794,30 @@ def test_a_job_that_cannot_run_fails_with_its_reason_and_drops_the_upload(sandbo
     assert job.status == "failed" and job.finished_at is not None
     assert job.last_error.startswith("ImproperlyConfigured: ") and "closed" in job.last_error
     assert not ImportChunk.objects.filter(job=job).exists()
+
+
+def test_what_came_back_while_an_erasure_waited_is_anonymized_at_the_end(shopper_wallet, sandbox):
+    """Between a failed attempt and the retry, a processor event or the card updater can write
+    display data again (and a method without a token is never deleted at the processor): the
+    last step anonymizes whatever is there then."""
+    from vault_wallets import services
+    from vault_wallets.models import Customer, SavedPaymentMethod
+    from vault_wallets.services.erasure import run_erasure
+
+    alice, (visa, mastercard), _ = shopper_wallet("alice")
+    services.charge(alice, 700, "USD", idempotency_key="alice-1")
+    sandbox.faults.fail_next(1)
+    pending = services.erase_customer(alice)
+    assert pending.status == "pending"
+    SavedPaymentMethod.objects.filter(customer=alice).update(holder_name="Alice Again", label="again",
+                                                             processor_data={"x": 1}, bank_name="First Bank")
+    SavedPaymentMethod.objects.filter(pk=visa.pk).update(processor_token="", is_default=True, status="active")
+    Customer.objects.filter(pk=alice.pk).update(name="Alice", email="a@example.com", phone="+1555",
+                                                metadata={"crm": 1}, processor_customer_secret="sec")
+    done = run_erasure(pending)
+    assert done.status == "completed"
+    row = Customer.objects.get(pk=alice.pk)
+    assert (row.name, row.email, row.phone, row.metadata, row.processor_customer_secret) == ("", "", "", {}, "")
+    for method in SavedPaymentMethod.objects.filter(customer=row):
+        assert (method.status, method.is_default, method.holder_name, method.label, method.processor_data,
+                method.bank_name) == ("removed", False, "", "", {}, "")

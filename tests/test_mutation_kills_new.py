@@ -420,7 +420,8 @@ def test_methods_without_a_token_and_customers_never_at_the_processor_need_no_ca
     result = services.erase_customer(alice)
     assert [o[1] for o in _outcomes(result) if o[0] == "payment_method"] == [mastercard.uid]
     never = services.get_or_create_customer(make_user("never"))  # no processor customer yet
-    assert _outcomes(services.erase_customer(never)) == [("customer", never.uid, "deleted locally with 0 saved method(s)")]
+    assert _outcomes(services.erase_customer(never)) == [
+        ("customer", never.uid, "deleted locally with 0 saved method(s)")]
 
 
 def test_an_account_no_longer_configured_leaves_the_erasure_pending(make_user):

@@ -822,3 +822,24 @@ def test_what_came_back_while_an_erasure_waited_is_anonymized_at_the_end(shopper
     for method in SavedPaymentMethod.objects.filter(customer=row):
         assert (method.status, method.is_default, method.holder_name, method.label, method.processor_data,
                 method.bank_name) == ("removed", False, "", "", {}, "")
+
+
+def test_while_an_erasure_waits_the_personal_data_is_already_gone(shopper_wallet, sandbox):
+    from vault_wallets import services
+    from vault_wallets.models import Address, Customer, PaymentMethodChange, SavedPaymentMethod
+
+    alice, _, _ = shopper_wallet("alice")
+    bob, _, _ = shopper_wallet("bob")
+    before = _snapshot(bob)
+    sandbox.faults.fail_next(1)
+    pending = services.erase_customer(alice, requested_by="ops-script")  # not a user: recorded as nobody
+    assert (pending.status, pending.requested_by_id, pending.requested_by_name) == ("pending", None, "")
+    row = Customer.objects.get(pk=alice.pk)
+    assert (row.name, row.email, row.phone, row.metadata, row.token_version) == (
+        "", "", "", {}, alice.token_version + 1)
+    assert not Address.objects.filter(customer=row).exists()
+    assert not PaymentMethodChange.objects.filter(payment_method__customer=row).exists()
+    for method in SavedPaymentMethod.objects.filter(customer=row):
+        assert (method.holder_name, method.label, method.processor_data) == ("", "", {})
+        assert method.processor_token and method.status == "active"  # kept for the retry at the processor
+    assert _snapshot(bob) == before

@@ -876,3 +876,14 @@ def test_a_pending_erasure_whose_customer_row_went_completes(shopper_wallet, san
     Customer.objects.filter(pk=alice.pk).delete()  # e.g. deleted by staff meanwhile
     done = run_erasure(pending)
     assert (done.status, done.last_error, done.customer_id) == ("completed", "", None)
+
+
+def test_an_import_file_keeps_line_breaks_inside_quoted_csv_values(tmp_path, sandbox):
+    from vault_wallets.models import SavedPaymentMethod
+    from vault_wallets.services import importing
+
+    path = tmp_path / "cards.csv"
+    path.write_bytes(b'customer_reference,processor_customer_id,token,label\r\nc1,sbxcus_1,t1,"home\r\ncard"\r\n')
+    report = importing.import_file(str(path), "default")
+    assert (report.created, report.failed) == (1, 0)
+    assert SavedPaymentMethod.objects.get().label == "home\r\ncard"

@@ -224,3 +224,22 @@ def test_staff_import_api_runs_a_celery_task_with_progress(tmp_path, sandbox, ad
     bad = admin_client.post("/wallet/api/staff/imports/", {"account": "nope", "file": SimpleUploadedFile("a.csv",
                                                                                                         b"x")})
     assert bad.status_code == 400 and "account" in bad.json()["error"]["message"]
+
+
+def test_a_dry_run_in_small_batches_counts_each_new_customer_once(sandbox):
+    """Each dry-run batch is rolled back: a customer seen again in a later batch is not new again."""
+    rows = existing_tokens(sandbox, 2)
+    second = {**rows[0], "token": existing_tokens(sandbox, 1)[0]["token"], "last4": "4242"}
+    lines = [",".join(COLUMNS) + "\n"] + [",".join(str(r[c]) for c in COLUMNS) + "\n"
+                                          for r in (rows[0], rows[1], second, rows[1])]
+    dry = importing.Importer("default", dry_run=True, batch_size=2).run(lines, "csv")
+    real = importing.Importer("default", batch_size=2).run(lines, "csv")
+    assert dry.customers_created == real.customers_created == 2
+    assert (dry.created, real.created) == (3, 3)
+
+
+def test_an_unreadable_csv_row_is_reported_at_its_own_line():
+    lines = ["customer_reference,token\n", "a,t1\n", "b,t2\n", "c," + "x" * 200_000 + "\n", "d,t4\n"]
+    found = list(importing.read_rows(lines, "csv"))
+    assert [line for line, _ in found] == [2, 3, 4, 5]
+    assert isinstance(found[2][1], importing.RowError) and "field larger" in str(found[2][1])

@@ -185,14 +185,22 @@ def parse_row(raw: dict, line: int) -> Row:
 
 def read_rows(lines: Iterable[str], fmt: str) -> Iterator[tuple[int, dict | RowError]]:
     if fmt == "csv":
-        reader = csv.DictReader(lines)
+        read = 0  # lines handed to the reader: on an error its own line_num is still the previous row's
+
+        def counted() -> Iterator[str]:
+            nonlocal read
+            for line in lines:
+                read += 1
+                yield line
+
+        reader = csv.DictReader(counted())
         while True:
             try:
                 raw = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield reader.line_num, RowError(f"unreadable CSV: {exc}")
+                yield read, RowError(f"unreadable CSV: {exc}")
                 continue
             if None in raw:
                 yield reader.line_num, RowError("more values than columns")
@@ -298,6 +306,7 @@ class Importer:
         self.bulk = callable(getattr(self.processor, "import_payment_methods", None))
         self.report = ImportReport(dry_run=dry_run)
         self._dry_seen: set[str] = set()  # only in dry runs, where nothing is written to find them by
+        self._dry_customers: set[str] = set()  # likewise: customers a dry run's earlier batches "created"
         self.today = timezone.localdate()
 
     def run(self, lines: Iterable[str], fmt: str) -> ImportReport:
@@ -350,7 +359,11 @@ class Importer:
                 for ref, row in missing.items()])
             found.update({c.reference_id: c for c in Customer.objects.filter(
                 account=self.account, reference_id__in=list(missing)).only(*CUSTOMER_FIELDS)})
-            self.report.customers_created += len(missing)
+            if self.dry_run:  # each batch is rolled back: a customer made again later is not a new one
+                self.report.customers_created += len(missing.keys() - self._dry_customers)
+                self._dry_customers.update(missing)
+            else:
+                self.report.customers_created += len(missing)
         return found
 
     def _write(self, rows: list[Row]) -> None:

@@ -539,7 +539,7 @@ APPLIERS = pytest.mark.parametrize("apply", [_apply_one, _apply_batch], ids=["on
 
 
 def _answer(method, **changes):
-    values = {"token": "tok", "brand": "visa", "last4": method.last4, "exp_month": method.exp_month,
+    values = {"token": "tok", "brand": method.brand, "last4": method.last4, "exp_month": method.exp_month,
               "exp_year": method.exp_year, "verification_status": p.VERIFICATION_UNKNOWN, "status": p.METHOD_ACTIVE}
     return p.VaultedMethod(**{**values, **changes})
 

@@ -194,7 +194,7 @@ def test_transient_failures_retry_until_the_last_attempt(methods, sandbox, enque
     monkeypatch.setattr(random, "uniform", lambda low, high: high)
     failed = []
     receiver = lambda sender, webhook_event, error, **kw: failed.append((webhook_event.pk, error))  # noqa: E731
-    signals.webhook_processing_failed.connect(receiver)
+    signals.webhook_processing_failed.connect(receiver, sender=WebhookEvent)
     try:
         sandbox = get_processor("default")
         event = _noc(sandbox, methods[0])
@@ -207,6 +207,7 @@ def test_transient_failures_retry_until_the_last_attempt(methods, sandbox, enque
         event.refresh_from_db()
         assert (event.status, event.attempts) == (WebhookEvent.RECEIVED, 1)
         assert event.last_error.startswith("ProcessorUnavailable: ")
+        assert event.last_traceback.startswith("Traceback (most recent call last):\n  File ")
         assert before + timedelta(seconds=110) <= event.next_attempt_at <= timezone.now() + timedelta(seconds=110)
         assert events.process_event(event.pk) == WebhookEvent.FAILED  # the last attempt: no retry
         event.refresh_from_db()
@@ -242,7 +243,20 @@ def test_a_bug_fails_the_event_at_once_with_a_bounded_error(methods, sandbox, en
     assert event.last_error == ("RuntimeError: " + "x" * 12000)[:2000]
     assert len(event.last_traceback) == 10000 and event.last_traceback.endswith("x" * 9000 + "\n")
     assert before + timedelta(seconds=110) <= event.next_attempt_at <= timezone.now() + timedelta(seconds=110)
-    assert f"webhook event {event.uid} (provider.noc) attempt 1 failed: RuntimeError" in caplog.text
+    warnings = [r.getMessage() for r in caplog.records if r.name == "vault_wallets.events"]
+    assert warnings == [f"webhook event {event.uid} (provider.noc) attempt 1 failed: {event.last_error}"]
+
+
+def test_an_error_with_a_message_is_recorded_by_its_message(methods, sandbox, enqueued, monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    def invalid(*args, **kwargs):
+        raise ValidationError("bad expiry")  # str() of it is "['bad expiry']"
+
+    monkeypatch.setattr(events, "refresh_payment_method", invalid)
+    event = _noc(sandbox, methods[0])
+    assert events.process_event(event.pk) == WebhookEvent.FAILED
+    assert WebhookEvent.objects.get(pk=event.pk).last_error == "ValidationError: bad expiry"
 
 
 def test_an_unauthenticated_event_is_ignored_with_the_reason(sandbox, enqueued, monkeypatch):

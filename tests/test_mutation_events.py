@@ -204,6 +204,7 @@ def test_transient_failures_retry_until_the_last_attempt(methods, sandbox, enque
         with pytest.raises(events.RetryLater) as caught:
             events.process_event(event.pk)
         assert caught.value.countdown == 10 and failed == []
+        assert str(caught.value) == WebhookEvent.objects.get(pk=event.pk).last_error.split(": ", 1)[1]
         event.refresh_from_db()
         assert (event.status, event.attempts) == (WebhookEvent.RECEIVED, 1)
         assert event.last_error.startswith("ProcessorUnavailable: ")
@@ -364,6 +365,19 @@ def test_the_sweeper_leases_what_it_enqueues_up_to_its_limit(settings, enqueued)
     assert events.sweep(now=lease, limit=10) == [first.pk, second.pk, third.pk, not_due.pk]
 
 
+def test_the_sweeper_takes_500_events_and_500_chunks_at_a_time(enqueued):
+    now = timezone.now()
+    rows = [WebhookEvent(account="default", processor="sandbox", event_id=f"evt_bulk_{i}", body="{}",
+                         event_id_hash=WebhookEvent.hash_event_id(f"evt_bulk_{i}"), next_attempt_at=now)
+            for i in range(501)]
+    WebhookEvent.objects.bulk_create(rows)
+    holder = _event(WebhookEvent.PROCESSING)
+    NocChunk.objects.bulk_create(NocChunk(event=holder, index=i, next_attempt_at=now) for i in range(501))
+    pks = sorted(WebhookEvent.objects.filter(event_id__startswith="evt_bulk_").values_list("pk", flat=True))
+    assert events.sweep(now=now) == pks[:500]
+    assert enqueued["chunks"] == sorted(NocChunk.objects.values_list("pk", flat=True))[:500]
+
+
 def test_the_sweeper_with_nothing_due_changes_nothing(enqueued):
     later = timezone.now() + timedelta(hours=1)
     event = _event(next_attempt_at=later)
@@ -449,13 +463,17 @@ def test_a_chunk_retries_then_fails_its_event_at_the_attempt_limit(customer, car
     assert events.process_event(event.pk) == WebhookEvent.PROCESSING
     ok, bad = NocChunk.objects.filter(event=event).order_by("index")
     assert events.process_chunk(ok.pk) == NocChunk.DONE
-    sandbox.faults.fail_next(2)
+    def down(self, customer, method):
+        raise p.ProcessorUnavailable("y" * 3000, processor="sandbox")
+
+    monkeypatch.setattr(type(sandbox), "fetch_payment_method", down)
     before = timezone.now()
     with pytest.raises(events.RetryLater) as caught:
         events.process_chunk(bad.pk)
     assert caught.value.countdown == 10
     bad.refresh_from_db()
-    assert (bad.status, bad.attempts) == (NocChunk.PENDING, 1) and bad.last_error.startswith("ProcessorUnavailable: ")
+    assert (bad.status, bad.attempts) == (NocChunk.PENDING, 1)
+    assert bad.last_error == ("ProcessorUnavailable: " + "y" * 3000)[:2000]
     assert before + timedelta(seconds=110) <= bad.next_attempt_at <= timezone.now() + timedelta(seconds=110)
     assert WebhookEvent.objects.get(pk=event.pk).status == WebhookEvent.PROCESSING
     assert events.process_chunk(bad.pk) == NocChunk.FAILED  # the last attempt: no retry

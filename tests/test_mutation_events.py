@@ -470,7 +470,7 @@ def test_a_chunk_retries_then_fails_its_event_at_the_attempt_limit(customer, car
     before = timezone.now()
     with pytest.raises(events.RetryLater) as caught:
         events.process_chunk(bad.pk)
-    assert caught.value.countdown == 10
+    assert caught.value.countdown == 10 and str(caught.value) == "y" * 3000
     bad.refresh_from_db()
     assert (bad.status, bad.attempts) == (NocChunk.PENDING, 1)
     assert bad.last_error == ("ProcessorUnavailable: " + "y" * 3000)[:2000]

@@ -618,7 +618,7 @@ def test_display_fields_are_taken_bounded_and_kept_when_missing(apply, methods):
      p.METHOD_EXPIRED),
     (lambda m, today: _answer(m, exp_year=today.year - 1, exp_month=12 if today.month == 12 else today.month + 1),
      p.METHOD_EXPIRED),
-])
+], ids=["not-found", "closed", "removed", "this-month", "last-month", "last-year"])
 def test_status_from_the_answer_at_the_expiry_boundary(apply, answer, status, methods):
     from datetime import date
 

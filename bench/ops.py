@@ -7,7 +7,8 @@
     python bench/ops.py rotate                 # subject: manage.py vault_rotate_keys
 
 Each prints one JSON line: seconds, rows, peak RSS (KiB) and CPU seconds (user + system) of this
-process — the CPU figure depends far less on the machine's load than the wall-clock one.
+process and, when PostgreSQL runs on this machine, of its backend serving this process
+(``db_cpu_seconds``) — the CPU figures depend far less on the machine's load than the wall-clock one.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def main() -> None:
 
     from vault_wallets.models import Customer, SavedPaymentMethod
 
+    backend = _backend()
     start = time.perf_counter()
     rows = 0
     if action == "import":
@@ -114,7 +116,29 @@ def main() -> None:
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_kib": usage.ru_maxrss,
-                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}))
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
+                      "db_cpu_seconds": backend and round(_cpu_of(backend[0]) - backend[1], 2)}))
+
+
+def _backend():
+    """(pid, CPU seconds so far) of this process's PostgreSQL backend when it runs on this machine
+    and /proc shows it (else None): the database's share of the work, measured like ours."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        return pid, _cpu_of(pid)
+    except OSError:
+        return None
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

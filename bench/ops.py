@@ -4,7 +4,7 @@
     python bench/ops.py import PATH            # subject: manage.py vault_import PATH --account default
     python bench/ops.py bulk PATH              # baseline: the same rows with two raw bulk_create calls per batch
     python bench/ops.py wipe                   # delete what the last run created
-    python bench/ops.py rotate                 # subject: manage.py vault_rotate_keys
+    python bench/ops.py rotate [JOBS]          # subject: manage.py vault_rotate_keys [--jobs JOBS]
 
 Each prints one JSON line: seconds, rows, peak RSS (KiB) and CPU seconds (user + system) of this
 process and, when PostgreSQL runs on this machine, of its backend serving this process
@@ -107,7 +107,7 @@ def main() -> None:
         start = time.perf_counter()
         sink = io.StringIO()
         with redirect_stdout(sink), redirect_stderr(sink):
-            call_command("vault_rotate_keys")
+            call_command("vault_rotate_keys", jobs=int(args[0]) if args else 1)
     elif action == "wipe":
         SavedPaymentMethod.objects.filter(customer__reference_id__startswith="imp-").delete()
         Customer.objects.filter(reference_id__startswith="imp-").delete()

@@ -115,9 +115,14 @@ def main() -> None:
         raise SystemExit(f"unknown action {action!r}")
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # vault_rotate_keys --jobs
+    try:  # None when this process's backend is gone (the workers of --jobs use their own)
+        db_cpu = backend and round(_cpu_of(backend[0]) - backend[1], 2)
+    except OSError:
+        db_cpu = None
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_kib": usage.ru_maxrss,
-                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-                      "db_cpu_seconds": backend and round(_cpu_of(backend[0]) - backend[1], 2)}))
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime + workers.ru_utime + workers.ru_stime, 2),
+                      "db_cpu_seconds": db_cpu}))
 
 
 def _backend():

@@ -372,14 +372,14 @@ _COPY_READ = 64 * 1024
 def _copy_line(plan: list[tuple], obj, connection) -> str:
     """One row in COPY's text format.  The common cases (text, numbers, an encrypted token) are
     inline: this runs once per column and row."""
-    out = []
+    out: list[str] = []
     append = out.append
     special = _COPY_SPECIAL.search
     for kind, attname, f, missing, empty in plan:
         if kind == _CONST:
             append(missing)
             continue
-        value = getattr(obj, attname, _MISSING)
+        value: Any = getattr(obj, attname, _MISSING)
         if value is _MISSING:
             if missing is not None:
                 append(missing)

@@ -4,10 +4,11 @@
     python bench/ops.py import PATH            # subject: manage.py vault_import PATH --account default
     python bench/ops.py bulk PATH              # baseline: the same rows with two raw bulk_create calls per batch
     python bench/ops.py wipe                   # delete what the last run created
-    python bench/ops.py rotate                 # subject: manage.py vault_rotate_keys
+    python bench/ops.py rotate [JOBS]          # subject: manage.py vault_rotate_keys [--jobs JOBS]
 
 Each prints one JSON line: seconds, rows, peak RSS (KiB) and CPU seconds (user + system) of this
-process — the CPU figure depends far less on the machine's load than the wall-clock one.
+process and, when PostgreSQL runs on this machine, of its backend serving this process
+(``db_cpu_seconds``) — the CPU figures depend far less on the machine's load than the wall-clock one.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def main() -> None:
 
     from vault_wallets.models import Customer, SavedPaymentMethod
 
+    backend = _backend()
     start = time.perf_counter()
     rows = 0
     if action == "import":
@@ -105,7 +107,7 @@ def main() -> None:
         start = time.perf_counter()
         sink = io.StringIO()
         with redirect_stdout(sink), redirect_stderr(sink):
-            call_command("vault_rotate_keys")
+            call_command("vault_rotate_keys", jobs=int(args[0]) if args else 1)
     elif action == "wipe":
         SavedPaymentMethod.objects.filter(customer__reference_id__startswith="imp-").delete()
         Customer.objects.filter(reference_id__startswith="imp-").delete()
@@ -113,8 +115,35 @@ def main() -> None:
         raise SystemExit(f"unknown action {action!r}")
     seconds = time.perf_counter() - start
     usage = resource.getrusage(resource.RUSAGE_SELF)
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN)  # vault_rotate_keys --jobs
+    try:  # None when this process's backend is gone (the workers of --jobs use their own)
+        db_cpu = backend and round(_cpu_of(backend[0]) - backend[1], 2)
+    except OSError:
+        db_cpu = None
     print(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_kib": usage.ru_maxrss,
-                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2)}))
+                      "cpu_seconds": round(usage.ru_utime + usage.ru_stime + workers.ru_utime + workers.ru_stime, 2),
+                      "db_cpu_seconds": db_cpu}))
+
+
+def _backend():
+    """(pid, CPU seconds so far) of this process's PostgreSQL backend when it runs on this machine
+    and /proc shows it (else None): the database's share of the work, measured like ours."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        return pid, _cpu_of(pid)
+    except OSError:
+        return None
+
+
+def _cpu_of(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

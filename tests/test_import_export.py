@@ -243,3 +243,47 @@ def test_an_unreadable_csv_row_is_reported_at_its_own_line():
     found = list(importing.read_rows(lines, "csv"))
     assert [line for line, _ in found] == [2, 3, 4, 5]
     assert isinstance(found[2][1], importing.RowError) and "field larger" in str(found[2][1])
+
+
+@pytest.mark.parametrize("path", ["vendor", "insert"])
+def test_fast_insert_writes_what_the_orm_reads_on_both_paths(path, sandbox, monkeypatch):
+    """PostgreSQL writes through COPY (text format: tabs, newlines and backslashes escaped, NULLs,
+    bytea, JSON defaults); the multi-row INSERT is the other databases' path and the fallback.
+    Both must store exactly what the ORM reads back, tokens encrypted."""
+    from types import SimpleNamespace
+
+    from django.test.utils import CaptureQueriesContext
+
+    if path == "insert":
+        monkeypatch.setattr(importing, "_copy_insert", lambda *args: False)
+    tricky = "tab\there\nnew\\line \\N \\\\x00 \r é€😀"
+    importing.fast_insert(Customer, [SimpleNamespace(account="default", reference_id=f"fi-{n}", name=tricky,
+                                                     email="", phone="", processor_customer_id=f"cus_{n}")
+                                     for n in range(2)])
+    customers = list(Customer.objects.filter(reference_id__startswith="fi-").order_by("reference_id"))
+    rows = [SimpleNamespace(customer_id=customers[0].pk, method_type="card", processor_token="tok\t\\x1",
+                            processor_lookup="a" * 64, status="active", is_default=True, brand="visa",
+                            last4="4242", exp_month=None, exp_year=None, holder_name=tricky, bank_name="",
+                            account_type="", label="\\N"),
+            SimpleNamespace(customer_id=customers[1].pk, method_type="ach", processor_token="plain-token",
+                            processor_method_id="pm\n1", processor_lookup="b" * 64, status="expired",
+                            is_default=False, brand="", last4="", exp_month=12, exp_year=2034, holder_name="",
+                            bank_name="Bank", account_type="checking", label="")]
+    with CaptureQueriesContext(connection) as queries:
+        importing.fast_insert(SavedPaymentMethod, rows)
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == (0 if connection.vendor == "postgresql" and path == "vendor" else 1)
+    first, second = SavedPaymentMethod.objects.filter(customer__in=customers).order_by("customer_id")
+    assert (customers[0].name, customers[0].email, customers[0].metadata) == (tricky, "", {})
+    assert customers[0].uid.startswith("cus_") and customers[0].uid != customers[1].uid
+    assert (first.processor_token, first.processor_method_id, first.holder_name, first.label) == (
+        "tok\t\\x1", "", tricky, "\\N")
+    assert (first.exp_month, first.exp_year, first.is_default, first.processor_data) == (None, None, True, {})
+    assert first.uid.startswith("spm_") and first.created_at is not None and first.fingerprint == ""
+    assert (second.processor_token, second.processor_method_id, second.status, second.exp_month) == (
+        "plain-token", "pm\n1", "expired", 12)
+    with connection.cursor() as cursor:  # stored encrypted: no token in the clear
+        cursor.execute("SELECT processor_token, processor_method_id FROM vault_wallets_savedpaymentmethod "
+                       "WHERE id = %s", [second.pk])
+        stored = b"".join(bytes(v) for v in cursor.fetchone())
+    assert b"plain-token" not in stored and b"pm\n1" not in stored

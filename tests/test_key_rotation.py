@@ -106,3 +106,35 @@ def test_batched_compare_and_set_leaves_values_written_meanwhile(fernet_keys, cu
     assert {pk: v for pk, v in after.items() if pk != methods[0].pk} == {
         pk: v for pk, v in before.items() if pk != methods[0].pk}
     assert keys.rotate_value(primary, others, primary.encrypt(b"x")) is None  # already current
+
+
+@pytest.mark.django_db(transaction=True)  # the workers are other processes: they see committed rows only
+def test_parallel_workers_rotate_every_slice_and_report_the_sum(fernet_keys, customer, card_token):
+    """--jobs N: each table's primary keys cut into N slices, one forked worker per slice on
+    PostgreSQL (one process elsewhere); the same report and result as one process."""
+    fernet_keys("the-old-key")
+    methods = [services.add_payment_method(customer, card_token(number))[0]
+               for number in ("4242424242424242", "5555555555554444", "4000000000000002", "378282246310005",
+                              "6011111111111117", "4000000000001216")]
+    Customer.objects.filter(pk=customer.pk).update(processor_customer_secret="customer-secret-1")
+    lost = methods[2]
+    before = {k: v for k, v in every_encrypted_value().items() if k[0] != "vault_wallets.SavedPaymentMethod"
+              or k[2] != lost.pk}
+    fernet_keys("a-lost-key")
+    SavedPaymentMethod.objects.filter(pk=lost.pk).update(processor_token="under-a-lost-key")
+    fernet_keys("the-new-key", "the-old-key")
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(Exception, match="1 value"):
+        call_command("vault_rotate_keys", "--jobs", "3", "--batch-size", "2", stdout=out, stderr=err)
+    assert f"re-encrypted {len(before) + 1} value(s); 0 already under the first key" in out.getvalue()
+    assert err.getvalue().count("unreadable") == 1
+    assert f"vault_wallets.SavedPaymentMethod.processor_token pk={lost.pk}" in err.getvalue()
+    SavedPaymentMethod.objects.filter(pk=lost.pk).update(processor_token="rewritten")  # the shop replaces it
+    again = io.StringIO()
+    call_command("vault_rotate_keys", "--jobs", "2", "--batch-size", "2", stdout=again, stderr=io.StringIO())
+    assert f"re-encrypted 0 value(s); {len(before) + 2} already under the first key" in again.getvalue()
+    fernet_keys("the-new-key")
+    after = every_encrypted_value()
+    assert after.pop(("vault_wallets.SavedPaymentMethod", "processor_token", lost.pk)) == "rewritten"
+    assert after.pop(("vault_wallets.SavedPaymentMethod", "processor_method_id", lost.pk)) == lost.processor_method_id
+    assert after == before

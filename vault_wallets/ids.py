@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -81,5 +80,15 @@ def keyed_hash(purpose: str, *parts: str) -> str:
     Used for card fingerprints (duplicate detection) and token lookups: the stored value
     cannot be turned back into a token or a card number without the server's key.
     """
-    message = "\x1f".join(parts).encode("utf-8")
-    return hmac.new(conf.derived_key(purpose), message, hashlib.sha256).hexdigest()
+    return keyed_hasher(purpose)(*parts)
+
+
+def keyed_hasher(purpose: str):
+    """``keyed_hash`` for one purpose with its key derived once: for loops over many values
+    (the import), where deriving the key again for every value was a fifth of the work."""
+    key = conf.derived_key(purpose)
+
+    def digest(*parts: str) -> str:
+        return hmac.digest(key, "\x1f".join(parts).encode("utf-8"), "sha256").hex()
+
+    return digest

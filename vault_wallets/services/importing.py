@@ -28,14 +28,19 @@ from __future__ import annotations
 
 import codecs
 import csv
+import datetime
+import decimal
+import itertools
 import json
 import logging
+import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-from django.db import connections, router, transaction
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 from fernet_fields import EncryptedField
 
@@ -111,12 +116,13 @@ class Row:
 
 def _text(raw: dict, key: str) -> str:
     value = raw.get(key)
-    if value is None:
+    if value is None or value == "":
         return ""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        raise RowError(f"{key} must be text")
+    if type(value) is not str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            raise RowError(f"{key} must be text")
     value = value.strip()
     if "\x00" in value:
         raise RowError(f"{key} contains a NUL byte")
@@ -245,19 +251,24 @@ def fast_insert(model, objs: list) -> None:
 
     ``objs`` are plain objects with the model's attribute names (``customer_id``, …); a missing
     attribute takes the field's default, ``auto_now``/``auto_now_add`` fields the current time.
-    Values go through the field's ``get_db_prep_save`` (so tokens are Fernet-encrypted by the
-    field exactly as on ``save()``) except plain text, numbers and booleans, which the database
-    drivers take as they are.  One multi-row INSERT per chunk.  An empty encrypted value is
-    encrypted once per call and that ciphertext reused (it decrypts to "" like any other; that a
-    column is empty is no secret).  Primary keys are not returned.
+    Tokens are Fernet-encrypted with the field's own (cached) Fernet, exactly as on ``save()``;
+    an empty encrypted value is encrypted once per call and that ciphertext reused (it decrypts
+    to "" like any other; that a column is empty is no secret).  Primary keys are not returned.
+
+    PostgreSQL (psycopg2): one ``COPY … FROM STDIN`` per call, the rows rendered while they are
+    sent, so PostgreSQL inserts one chunk while the next is encrypted.  Elsewhere (and for a field
+    type the ``COPY`` renderer does not know): one multi-row ``INSERT`` per chunk, values through
+    each field's ``get_db_prep_save`` except plain text, numbers and booleans.
     """
     if not objs:
         return
     alias = router.db_for_write(model)
     connection = connections[alias]
-    qn = connection.ops.quote_name
     fields = [f for f in model._meta.concrete_fields if not f.primary_key]
     now = timezone.now()
+    if connection.vendor == "postgresql" and _copy_insert(model, fields, objs, connection, now):
+        return
+    qn = connection.ops.quote_name
     plan = []
     for f in fields:
         if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
@@ -290,6 +301,137 @@ def fast_insert(model, objs: list) -> None:
             # Identifiers come from the model, quoted by the backend; every value is a parameter.
             cursor.execute(f"INSERT INTO {qn(model._meta.db_table)} ({columns}) VALUES "  # noqa: S608
                            + ", ".join([row_sql] * len(chunk)), params)
+
+
+# COPY's text format: a tab between columns, \\N for NULL, backslash escapes in text.
+_COPY_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_SPECIAL = re.compile(r"[\\\t\n\r]")
+_CONST, _VALUE, _ENCRYPTED, _JSON = range(4)
+
+
+class _Unrenderable(Exception):
+    pass
+
+
+def _copy_text(value) -> str:
+    """One value in ``COPY``'s text format (what PostgreSQL would parse from the column's input)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPE) if _COPY_SPECIAL.search(value) else str(value)
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(getattr(value, "adapted", None), (bytes, bytearray, memoryview)):  # psycopg2's Binary
+        value = value.adapted
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "\\\\x" + bytes(value).hex()  # bytea's hex input, its backslash escaped for COPY
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time, decimal.Decimal, uuid.UUID)):
+        return _copy_text(str(value))
+    raise _Unrenderable(type(value).__name__)
+
+
+def _copy_insert(model, fields: list, objs: list, connection, now) -> bool:
+    """``fast_insert``'s PostgreSQL path; ``False`` (nothing sent) where it cannot render a field."""
+    with connection.cursor() as cursor:
+        raw = cursor.cursor
+        if not callable(getattr(raw, "copy_expert", None)):  # psycopg 3: the INSERT path
+            return False
+        # Per column: (kind, attname, field, text when the attribute is missing — None: the field's
+        # default per row, e.g. a random uid —, the text of "" for an encrypted column).
+        plan: list[tuple] = []
+        try:
+            for f in fields:
+                if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                    plan.append((_CONST, f.attname, f, _copy_text(now), None))
+                    continue
+                missing = None
+                if not (f.has_default() and callable(f.default)):
+                    missing = f.get_default()
+                elif isinstance(f, models.JSONField) and f.default in (dict, list):
+                    missing = f.default()  # JSONField(default=dict): the same empty value every row
+                if isinstance(f, EncryptedField):
+                    empty = _copy_text(f.fernet.encrypt(b""))
+                    missing = None if missing is None else empty if missing == "" else None
+                    plan.append((_ENCRYPTED, f.attname, f, missing, empty))
+                elif isinstance(f, models.JSONField):
+                    text = None if missing is None else _copy_text(json.dumps(missing, cls=f.encoder))
+                    plan.append((_JSON, f.attname, f, text, None))
+                else:
+                    text = None if missing is None else _copy_text(f.get_db_prep_save(missing, connection))
+                    plan.append((_VALUE, f.attname, f, text, None))
+            # The first row is rendered before anything is sent: a type COPY cannot take falls back.
+            first = _copy_line(plan, objs[0], connection)
+        except _Unrenderable:
+            return False
+        qn = connection.ops.quote_name
+        columns = ", ".join(qn(f.column) for f in fields)
+        lines = itertools.chain([first], (_copy_line(plan, obj, connection) for obj in objs[1:]))
+        # Identifiers come from the model, quoted by the backend; the values travel as COPY data.
+        raw.copy_expert(f"COPY {qn(model._meta.db_table)} ({columns}) FROM STDIN", _LineReader(lines),
+                        size=_COPY_READ)
+    return True
+
+
+_COPY_READ = 64 * 1024
+
+
+def _copy_line(plan: list[tuple], obj, connection) -> str:
+    """One row in COPY's text format.  The common cases (text, numbers, an encrypted token) are
+    inline: this runs once per column and row."""
+    out: list[str] = []
+    append = out.append
+    special = _COPY_SPECIAL.search
+    for kind, attname, f, missing, empty in plan:
+        if kind == _CONST:
+            append(missing)
+            continue
+        value: Any = getattr(obj, attname, _MISSING)
+        if value is _MISSING:
+            if missing is not None:
+                append(missing)
+                continue
+            value = f.get_default()
+        if value is None:
+            append("\\N")
+        elif kind == _VALUE:
+            t = type(value)
+            if t is str:
+                append(value.translate(_COPY_ESCAPE) if special(value) else value)
+            elif t is int:
+                append(str(value))
+            elif t is bool:
+                append("t" if value else "f")
+            else:
+                append(_copy_text(f.get_db_prep_save(value, connection)))
+        elif kind == _ENCRYPTED:
+            if value == "":
+                append(empty)
+            elif type(value) is str:  # the field's own (cached) Fernet, as its get_db_prep_save uses it
+                append("\\\\x" + f.fernet.encrypt(value.encode("utf-8")).hex())
+            else:
+                append(_copy_text(f.get_db_prep_save(value, connection)))
+        else:
+            append(_copy_text(json.dumps(value, cls=f.encoder)))
+    return "\t".join(out) + "\n"
+
+
+class _LineReader:
+    """A file-like ``read(size)`` over an iterator of lines, for ``copy_expert``: the rows are
+    rendered as psycopg2 asks for them, so the whole batch never sits in memory as text."""
+
+    def __init__(self, lines: Iterator[str]):
+        self.lines = lines
+
+    def read(self, size: int = -1) -> str:
+        parts, total = [], 0
+        for line in self.lines:
+            parts.append(line)
+            total += len(line)
+            if 0 <= size <= total:
+                break
+        return "".join(parts)
 
 
 class Importer:
@@ -378,6 +520,7 @@ class Importer:
         to_update: list[SavedPaymentMethod] = []
         make_default: dict[int, SavedPaymentMethod] = {}
         seen: dict[str, int] = {}
+        lookup_of = SavedPaymentMethod.lookup_function()
         for row in rows:
             customer = customers.get(row.customer_reference)
             if customer is None:
@@ -391,7 +534,7 @@ class Importer:
             if customer.erased_at is not None:
                 self.report.error(row.line, f"customer {row.customer_reference!r} was erased")
                 continue
-            lookup = SavedPaymentMethod.lookup_for(self.account, row.method_id or row.token)
+            lookup = lookup_of(self.account, row.method_id or row.token)
             if lookup in seen:
                 self.report.error(row.line, f"the same token as line {seen[lookup]}")
                 continue

@@ -136,58 +136,124 @@ class RotationReport:
 
 
 def rotate_keys(*, batch_size: int = BATCH_SIZE, dry_run: bool = False,
-                progress: Callable[[str, int, int], None] | None = None) -> RotationReport:
-    """Re-encrypt every encrypted value not yet under ``FERNET_KEYS[0]``."""
-    primary, others = _fernets()
+                progress: Callable[[str, int, int], None] | None = None, jobs: int = 1) -> RotationReport:
+    """Re-encrypt every encrypted value not yet under ``FERNET_KEYS[0]``.
+
+    ``jobs`` > 1 (PostgreSQL): each table's primary-key range is cut into ``jobs`` slices rotated
+    by as many forked worker processes, each with its own connection (Fernet is CPU-bound and
+    holds the GIL: threads would not help).  Elsewhere the rotation runs in this process.
+    """
     report = RotationReport()
     for model, fields in encrypted_fields():
         alias = router.db_for_write(model)
         connection = connections[alias]
-        qn = connection.ops.quote_name
-        table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
         total = model._base_manager.using(alias).count()
         label = model._meta.label
-        done, last = 0, None
-        while True:
-            where = f"WHERE {pk} > %s " if last is not None else ""
-            cols = ", ".join(qn(f.column) for f in fields)
-            with connection.cursor() as cursor:
-                # Identifiers come from the models, quoted by the backend; values are parameters.
-                cursor.execute(f"SELECT {pk}, {cols} FROM {table} {where}ORDER BY {pk} LIMIT %s",  # noqa: S608
-                               [*([last] if last is not None else []), batch_size])
-                rows = cursor.fetchall()
-            if not rows:
-                break
-            updates = []
-            for row in rows:
-                changes = {}
-                for f, raw in zip(fields, row[1:], strict=True):
-                    if raw is None:
-                        continue
-                    raw = bytes(raw)
-                    new = rotate_value(primary, others, raw)
-                    if new is None:
-                        report.current += 1
-                    elif new is _UNREADABLE:
-                        report.unreadable.append(f"{label}.{f.name} pk={row[0]}")
-                    else:
-                        changes[f] = (raw, new)
-                if changes:
-                    updates.append((row[0], changes))
-            wanted = sum(len(changes) for _, changes in updates)
-            if updates and not dry_run:
-                with transaction.atomic(using=alias):
-                    written = compare_and_set(model, fields, updates, connection)
-                for f, count in written.items():
-                    if count:
-                        key = f"{label}.{f.name}"
-                        report.per_column[key] = report.per_column.get(key, 0) + count
-                report.rotated += sum(written.values())
-                report.changed_meanwhile += wanted - sum(written.values())
-            elif updates:
-                report.rotated += wanted
-            last = rows[-1][0]
-            done += len(rows)
+        if jobs > 1 and connection.vendor == "postgresql" and total > batch_size and not connection.in_atomic_block:
+            _rotate_in_workers(model, alias, jobs, batch_size, dry_run, report, progress, total)
+            continue
+        done = 0
+        for rows in _rotate_range(model, fields, alias, batch_size, dry_run, report):
+            done += rows
             if progress:
                 progress(label, done, total)
     return report
+
+
+def _rotate_range(model, fields: list, alias: str, batch_size: int, dry_run: bool, report: RotationReport,
+                  low=None, high=None) -> Iterator[int]:
+    """Rotate the rows with ``low < pk <= high`` (unbounded when None), batch by batch; yields
+    each batch's row count."""
+    primary, others = _fernets()
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    table, pk = qn(model._meta.db_table), qn(model._meta.pk.column)
+    label = model._meta.label
+    cols = ", ".join(qn(f.column) for f in fields)
+    last = low
+    while True:
+        where = " AND ".join([*([f"{pk} > %s"] if last is not None else []),
+                              *([f"{pk} <= %s"] if high is not None else [])])
+        params = [*([last] if last is not None else []), *([high] if high is not None else []), batch_size]
+        with connection.cursor() as cursor:
+            # Identifiers come from the models, quoted by the backend; values are parameters.
+            cursor.execute(f"SELECT {pk}, {cols} FROM {table} {'WHERE ' + where if where else ''} "  # noqa: S608
+                           f"ORDER BY {pk} LIMIT %s", params)
+            rows = cursor.fetchall()
+        if not rows:
+            return
+        updates = []
+        for row in rows:
+            changes = {}
+            for f, raw in zip(fields, row[1:], strict=True):
+                if raw is None:
+                    continue
+                raw = bytes(raw)
+                new = rotate_value(primary, others, raw)
+                if new is None:
+                    report.current += 1
+                elif new is _UNREADABLE:
+                    report.unreadable.append(f"{label}.{f.name} pk={row[0]}")
+                else:
+                    changes[f] = (raw, new)
+            if changes:
+                updates.append((row[0], changes))
+        wanted = sum(len(changes) for _, changes in updates)
+        if updates and not dry_run:
+            with transaction.atomic(using=alias):
+                written = compare_and_set(model, fields, updates, connection)
+            for f, count in written.items():
+                if count:
+                    key = f"{label}.{f.name}"
+                    report.per_column[key] = report.per_column.get(key, 0) + count
+            report.rotated += sum(written.values())
+            report.changed_meanwhile += wanted - sum(written.values())
+        elif updates:
+            report.rotated += wanted
+        last = rows[-1][0]
+        yield len(rows)
+
+
+def _worker(label: str, alias: str, batch_size: int, dry_run: bool, low, high) -> tuple[RotationReport, int]:
+    """One slice, in a forked worker process (its own database connection)."""
+    connections[alias].close()  # the parent's connection object, inherited by fork: never used here
+    model = apps.get_model(label)
+    fields = dict(encrypted_fields())[model]
+    report = RotationReport()
+    try:
+        done = sum(_rotate_range(model, fields, alias, batch_size, dry_run, report, low, high))
+    finally:
+        connections.close_all()
+    return report, done
+
+
+def _rotate_in_workers(model, alias: str, jobs: int, batch_size: int, dry_run: bool, report: RotationReport,
+                       progress, total: int) -> None:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    connection = connections[alias]
+    qn = connection.ops.quote_name
+    with connection.cursor() as cursor:  # slice boundaries: primary keys at equal row counts
+        # Identifiers come from the model, quoted by the backend; values are parameters.
+        cursor.execute(f"SELECT max({qn('pk')}) FROM (SELECT {qn(model._meta.pk.column)} AS {qn('pk')}, "  # noqa: S608
+                       f"ntile(%s) OVER (ORDER BY {qn(model._meta.pk.column)}) AS {qn('slice')} "
+                       f"FROM {qn(model._meta.db_table)}) AS s GROUP BY {qn('slice')} ORDER BY 1", [jobs])
+        bounds = [row[0] for row in cursor.fetchall()]
+    bounds[-1] = None  # the last slice is open-ended: rows added meanwhile are rotated too
+    slices = list(zip([None, *bounds[:-1]], bounds, strict=True))
+    connections.close_all()  # no connection may be shared with the forked workers
+    label, done = model._meta.label, 0
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+        futures = [pool.submit(_worker, label, alias, batch_size, dry_run, low, high) for low, high in slices]
+        for future in as_completed(futures):
+            part, rows = future.result()
+            report.rotated += part.rotated
+            report.current += part.current
+            report.changed_meanwhile += part.changed_meanwhile
+            report.unreadable += part.unreadable
+            for key, count in part.per_column.items():
+                report.per_column[key] = report.per_column.get(key, 0) + count
+            done += rows
+            if progress:
+                progress(label, min(done, total), total)

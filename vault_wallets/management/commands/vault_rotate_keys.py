@@ -15,6 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--batch-size", type=int, default=keys.BATCH_SIZE)
         parser.add_argument("--dry-run", action="store_true", help="Count what would be re-encrypted.")
+        parser.add_argument("--jobs", type=int, default=1,
+                            help="Worker processes, each rotating a slice of every table's primary keys "
+                                 "(PostgreSQL; elsewhere the rotation runs in one process).")
 
     def handle(self, *args, **options):
         bars: dict[str, Progress] = {}
@@ -28,7 +31,7 @@ class Command(BaseCommand):
         columns = [f"{model._meta.label}.{f.name}" for model, fields in keys.encrypted_fields() for f in fields]
         self.stdout.write(f"encrypted columns: {', '.join(columns)}")
         report = keys.rotate_keys(batch_size=max(1, options["batch_size"]), dry_run=options["dry_run"],
-                                  progress=progress)
+                                  progress=progress, jobs=max(1, options["jobs"]))
         for where in report.unreadable:
             self.stderr.write(f"unreadable with every key in FERNET_KEYS: {where}")
         prefix = "DRY RUN: would re-encrypt" if options["dry_run"] else "re-encrypted"

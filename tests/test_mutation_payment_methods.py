@@ -6,14 +6,18 @@ Two customers present whenever a query scopes by customer; the promotion order (
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models.signals import pre_save
 from django.utils import timezone
 
-from vault_wallets import services
+from vault_wallets import services, signals
 from vault_wallets.models import SavedPaymentMethod
+from vault_wallets.processors import base as p
+from vault_wallets.processors import get_processor
 from vault_wallets.services.payment_methods import promote_next_default
 
 pytestmark = pytest.mark.django_db
@@ -71,3 +75,123 @@ def test_promotion_breaks_a_created_at_tie_by_the_newest_row(customer, card_toke
     services.remove_payment_method(customer, default)
     assert last.pk > first.pk
     assert _defaults(customer) == [last.pk]
+
+
+def _at_processor(customer):
+    """The customer's methods as the processor of the customer's account sees them: {id: is_default}."""
+    processor = get_processor(customer.account)
+    return {m.token: m.is_default for m in processor.list_payment_methods(customer.processor_ref)}
+
+
+def test_removing_a_non_default_method_leaves_the_default_alone(customer, card_token, other):
+    default = _add(customer, card_token, VISA)
+    middle = _add(customer, card_token, MASTERCARD)
+    newest = _add(customer, card_token, AMEX)
+    services.remove_payment_method(customer, middle)
+    middle.refresh_from_db()
+    assert middle.status == p.METHOD_REMOVED and not middle.is_default
+    assert _defaults(customer) == [default.pk]
+    assert _at_processor(customer) == {default.processor_token: True, newest.processor_token: False}
+
+
+def test_removing_the_only_method_leaves_no_default_anywhere(customer, card_token, other):
+    only = _add(customer, card_token, VISA)
+    services.remove_payment_method(customer, only)
+    only.refresh_from_db()
+    assert only.status == p.METHOD_REMOVED and not only.is_default
+    assert _defaults(customer) == []
+    assert _at_processor(customer) == {}
+
+
+def test_a_removed_method_keeps_no_processor_identifiers(customer, card_token, other):
+    method = _add(customer, card_token, VISA)
+    # as saved from a processor whose method id differs from its token (the id the sandbox knows too)
+    SavedPaymentMethod.objects.filter(pk=method.pk).update(processor_method_id=method.processor_token)
+    services.remove_payment_method(customer, method.uid)
+    method.refresh_from_db()
+    assert (method.processor_token, method.processor_method_id) == ("", "")
+
+
+def test_removing_the_default_tells_the_processor_which_method_was_promoted(customer, card_token, other):
+    default = _add(customer, card_token, VISA)
+    remaining = _add(customer, card_token, MASTERCARD)
+    services.remove_payment_method(customer, default)
+    assert _defaults(customer) == [remaining.pk]
+    assert _at_processor(customer) == {remaining.processor_token: True}
+
+
+def test_a_customer_of_another_account_is_served_by_that_accounts_processor(user, customer, card_token):
+    """The default account's customer and the "eu" customer of the same user both exist."""
+    _add(customer, card_token, VISA)
+    eu = get_processor("eu")
+    eu_customer = services.get_or_create_customer(user, "eu")
+    first, _ = services.add_payment_method(eu_customer, eu.tokenize_card(VISA, 12, 2034, "123"))
+    second, _ = services.add_payment_method(eu_customer, eu.tokenize_card(MASTERCARD, 12, 2034, "123"))
+    services.set_default_payment_method(eu_customer, second.uid)
+    assert _at_processor(eu_customer) == {first.processor_token: False, second.processor_token: True}
+    services.remove_payment_method(eu_customer, second.uid)  # the default: "first" is promoted
+    assert _at_processor(eu_customer) == {first.processor_token: True}
+    assert _defaults(eu_customer) == [first.pk]
+
+
+def test_removal_sends_the_signal_after_commit(customer, card_token, other, django_capture_on_commit_callbacks):
+    method = _add(customer, card_token, VISA)
+    received = []
+
+    def listener(sender, payment_method, **kwargs):
+        received.append((sender, payment_method.pk))
+
+    signals.payment_method_removed.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            services.remove_payment_method(customer, method.uid)
+    finally:
+        signals.payment_method_removed.disconnect(listener)
+    assert received == [(SavedPaymentMethod, method.pk)]
+
+
+def test_a_label_is_cleared_and_cut_at_100_characters(customer, card_token, other):
+    method = _add(customer, card_token, VISA)
+    assert services.update_payment_method(customer, method, label="x" * 101).label == "x" * 100
+    assert services.update_payment_method(customer, method.uid, label="").label == ""
+    method.refresh_from_db()
+    assert method.label == ""
+
+
+def test_a_label_change_does_not_undo_a_concurrent_change(customer, card_token, other):
+    """A webhook closing the card between the read and the write of a label change keeps its close."""
+    method = _add(customer, card_token, VISA)
+
+    def close_meanwhile(sender, instance, **kwargs):
+        SavedPaymentMethod.objects.filter(pk=instance.pk).update(status=p.METHOD_CLOSED, is_default=False)
+
+    pre_save.connect(close_meanwhile, sender=SavedPaymentMethod)
+    try:
+        services.update_payment_method(customer, method.uid, label="Work")
+    finally:
+        pre_save.disconnect(close_meanwhile, sender=SavedPaymentMethod)
+    method.refresh_from_db()
+    assert (method.label, method.status, method.is_default) == ("Work", p.METHOD_CLOSED, False)
+
+
+def test_a_duplicate_the_processor_cannot_delete_is_logged(customer, card_token, other, sandbox, caplog):
+    kept = _add(customer, card_token, VISA)
+    sandbox.faults.drop_next(only="delete_method")  # deleted, but the answer is lost
+    with caplog.at_level(logging.WARNING, logger="vault_wallets.services"):
+        again, created = services.add_payment_method(customer, card_token(VISA))
+    assert not created and again.pk == kept.pk
+    assert [r.getMessage() for r in caplog.records if r.name == "vault_wallets.services"] == [
+        f"could not delete a duplicate vaulted method for {customer.uid} at sandbox: "
+        "the sandbox closed the connection without answering"]
+
+
+def test_a_promoted_default_the_processor_did_not_take_is_logged(customer, card_token, other, sandbox, caplog):
+    default = _add(customer, card_token, VISA)
+    remaining = _add(customer, card_token, MASTERCARD)
+    sandbox.faults.drop_next(only="set_default")
+    with caplog.at_level(logging.WARNING, logger="vault_wallets.services"):
+        services.remove_payment_method(customer, default)
+    assert _defaults(customer) == [remaining.pk]
+    assert [r.getMessage() for r in caplog.records if r.name == "vault_wallets.services"] == [
+        f"could not set the promoted default for {customer.uid} at the processor: "
+        "the sandbox closed the connection without answering"]

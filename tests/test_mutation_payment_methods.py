@@ -14,11 +14,14 @@ from django.db import transaction
 from django.db.models.signals import pre_save
 from django.utils import timezone
 
+from tests.processors.test_cybersource import CyberSourceHarness
 from vault_wallets import services, signals
 from vault_wallets.models import SavedPaymentMethod
 from vault_wallets.processors import base as p
 from vault_wallets.processors import get_processor
+from vault_wallets.services.customers import ensure_processor_customer
 from vault_wallets.services.payment_methods import promote_next_default
+from vault_wallets.testing.fakes.cybersource import cybersource_fake  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -195,3 +198,45 @@ def test_a_promoted_default_the_processor_did_not_take_is_logged(customer, card_
     assert [r.getMessage() for r in caplog.records if r.name == "vault_wallets.services"] == [
         f"could not set the promoted default for {customer.uid} at the processor: "
         "the sandbox closed the connection without answering"]
+
+
+@pytest.fixture
+def cybersource(settings, cybersource_fake):
+    """The default account on CyberSource (its fake over loopback HTTP): it bills the card to what
+    the vault request carries — holder, customer name and email, the default address."""
+    harness = CyberSourceHarness(cybersource_fake)
+    klass = type(harness.processor)
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
+        **settings.VAULT_WALLETS["ACCOUNTS"],
+        "default": {"PROCESSOR": f"{klass.__module__}.{klass.__qualname__}", "OPTIONS": harness.processor.options}}}
+    return harness
+
+
+def _bill_to(fake, method):
+    return fake.instruments[method.processor_token]["bill_to"]
+
+
+HOME = {"line1": "7272 Indian School Rd", "city": "Scottsdale", "state": "AZ", "postal_code": "85251",
+        "country": "US", "name": "Home Person"}
+WORK = {"line1": "1 Office Park", "city": "Tempe", "state": "AZ", "postal_code": "85281", "country": "US",
+        "name": "Work Person"}
+
+
+def test_the_vault_request_carries_the_holder_email_and_the_default_address(customer, cybersource):
+    services.create_address(customer, **HOME)  # the first address: the default
+    services.create_address(customer, **WORK)  # newer, not the default
+    customer = ensure_processor_customer(customer)
+    method, created = services.add_payment_method(
+        customer, cybersource.browser_token(customer.processor_ref), holder_name="Sam Holder")
+    assert created and method.holder_name == "Sam Holder"
+    assert _bill_to(cybersource.fake, method) == {
+        "firstName": "Sam", "lastName": "Holder", "address1": HOME["line1"], "locality": "Scottsdale",
+        "administrativeArea": "AZ", "postalCode": "85251", "country": "US", "email": customer.email}
+
+
+def test_without_holder_or_address_the_card_is_billed_to_the_customer(customer, cybersource):
+    customer = ensure_processor_customer(customer)
+    assert customer.name and customer.email
+    method, _ = services.add_payment_method(customer, cybersource.browser_token(customer.processor_ref))
+    first, last = customer.name.split(" ", 1)
+    assert _bill_to(cybersource.fake, method) == {"firstName": first, "lastName": last, "email": customer.email}

@@ -240,3 +240,24 @@ def test_without_holder_or_address_the_card_is_billed_to_the_customer(customer, 
     method, _ = services.add_payment_method(customer, cybersource.browser_token(customer.processor_ref))
     first, last = customer.name.split(" ", 1)
     assert _bill_to(cybersource.fake, method) == {"firstName": first, "lastName": last, "email": customer.email}
+
+
+def _labels_at_processor(customer):
+    return {m.token: m.raw["label"] for m in get_processor(customer.account).list_payment_methods(customer.processor_ref)}
+
+
+def test_the_label_reaches_the_processor_and_none_stays_empty(customer, card_token, other):
+    plain = _add(customer, card_token, VISA)
+    labelled, _ = services.add_payment_method(customer, card_token(MASTERCARD), label="Work card")
+    assert (plain.label, labelled.label) == ("", "Work card")
+    assert _labels_at_processor(customer) == {plain.processor_token: "", labelled.processor_token: "Work card"}
+
+
+def test_make_default_moves_the_default_at_the_processor_too(customer, card_token, other):
+    first = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    assert _at_processor(customer) == {first.processor_token: True, second.processor_token: False}
+    third, _ = services.add_payment_method(customer, card_token(AMEX), make_default=True)
+    assert _defaults(customer) == [third.pk]
+    assert _at_processor(customer) == {first.processor_token: False, second.processor_token: False,
+                                       third.processor_token: True}

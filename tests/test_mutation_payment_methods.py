@@ -201,7 +201,7 @@ def test_a_promoted_default_the_processor_did_not_take_is_logged(customer, card_
 
 
 @pytest.fixture
-def cybersource(settings, cybersource_fake):
+def cybersource(settings, cybersource_fake):  # noqa: F811  (the imported fixture)
     """The default account on CyberSource (its fake over loopback HTTP): it bills the card to what
     the vault request carries — holder, customer name and email, the default address."""
     harness = CyberSourceHarness(cybersource_fake)
@@ -243,7 +243,8 @@ def test_without_holder_or_address_the_card_is_billed_to_the_customer(customer, 
 
 
 def _labels_at_processor(customer):
-    return {m.token: m.raw["label"] for m in get_processor(customer.account).list_payment_methods(customer.processor_ref)}
+    listed = get_processor(customer.account).list_payment_methods(customer.processor_ref)
+    return {m.token: m.raw["label"] for m in listed}
 
 
 def test_the_label_reaches_the_processor_and_none_stays_empty(customer, card_token, other):

@@ -167,6 +167,11 @@ def main() -> int:
     if not 1 <= options.sample <= 100:
         parser.error("--sample is a percentage between 1 and 100")
     if not options.report_only:
+        # A test that fails only in a forked child (as mutmut runs each mutant) would "kill" every
+        # mutant it reaches: refuse to score with such a test in the selection.
+        if subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "fork_check.py")], cwd=ROOT).returncode:
+            print("the mutation test selection is not fork-safe (see above): scores would be meaningless")
+            return 1
         run(options.sample)
     return report(options.threshold, options.sample)
 

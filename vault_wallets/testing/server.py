@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import threading
 import time
@@ -450,13 +451,16 @@ def fake_fixture(fake_class: type[FakeServer], name: str | None = None):
         _no_pytest.__name__ = fixture_name
         return _no_pytest
 
-    holder: dict[str, FakeServer] = {}
+    holder: dict[str, Any] = {}
 
     @pytest.fixture(name=fixture_name)
     def _fixture():
         fake = holder.get("fake")
-        if fake is None:
+        # A forked child (mutation testing runs every mutant in one) inherits the fake but not the
+        # thread serving it: the child starts its own.
+        if fake is None or holder.get("pid") != os.getpid():
             fake = holder["fake"] = fake_class().start()
+            holder["pid"] = os.getpid()
             atexit.register(fake.stop)
         fake.reset()
         yield fake

@@ -1,0 +1,571 @@
+"""Charges, refunds and their lost answers pinned where mutation testing found them loose (issue 13).
+
+Every customer- or account-scoped query runs with a second customer (or a second account) holding
+a row that a dropped scope would pick; every boundary is tried on both sides; the operations log
+names what it did (staff read it when an answer was lost).  Scenarios use the sandbox's own
+faults: "apply, then drop the answer" charges for real and loses the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from vault_wallets import services
+from vault_wallets.exceptions import ChargeOutcomeUnknown
+from vault_wallets.models import Charge, Refund
+from vault_wallets.processors import base as p
+from vault_wallets.processors import get_processor
+from vault_wallets.processors.sandbox import SandboxProcessor
+from vault_wallets.sandbox.models import SandboxCharge
+from vault_wallets.services import charges
+
+pytestmark = pytest.mark.django_db
+
+STALE = timedelta(seconds=60)  # CHARGE_PENDING_STALE_SECONDS (set below)
+
+
+@pytest.fixture(autouse=True)
+def _stale(settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_PENDING_STALE_SECONDS": 60}
+
+
+@pytest.fixture
+def down(monkeypatch):
+    """``down["find_charge"] = n``: the next n look-ups by key fail as unreachable (-1: all of them);
+    likewise ``down["fetch_charge"]``."""
+    left = {"find_charge": 0, "fetch_charge": 0}
+    for name in left:
+        real = getattr(SandboxProcessor, name)
+
+        def call(self, *args, _real=real, _name=name, **kwargs):
+            if left[_name]:
+                left[_name] -= left[_name] > 0
+                raise p.ProcessorUnavailable("down", code="connection_error", processor="sandbox")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(SandboxProcessor, name, call)
+    return left
+
+
+@pytest.fixture
+def shopper(customer, card_token):
+    services.add_payment_method(customer, card_token())
+    return customer
+
+
+@pytest.fixture
+def neighbour(make_user, card_token):
+    """A second customer of the same account, with a card."""
+    other = services.get_or_create_customer(make_user("neighbour"))
+    services.add_payment_method(other, card_token("5555555555554444"))
+    return other
+
+
+@pytest.fixture
+def abroad(make_user):
+    """A customer of the second sandbox account ("eu"), with a card."""
+    other = services.get_or_create_customer(make_user("abroad"), "eu")
+    eu = get_processor("eu")
+    token = eu.tokenize_card("4242424242424242", 12, 2034, "123", "Abroad")
+    services.add_payment_method(other, token)
+    eu.faults.reset()
+    yield other
+    eu.faults.reset()
+
+
+def lost(customer, key, down, amount=1500, reference=""):
+    """A charge the processor made whose answer was lost, and whose look-up failed: ``unknown``."""
+    get_processor(customer.account).faults.drop_next(only="charge")
+    down["find_charge"] += 1
+    with pytest.raises(ChargeOutcomeUnknown) as caught:
+        services.charge(customer, amount, "USD", idempotency_key=key, reference=reference)
+    record = caught.value.charge
+    assert record.status == "unknown" and not record.processor_reference
+    return record
+
+
+def sid_of(record):
+    return SandboxCharge.objects.get(account=record.customer.account, amount=record.amount).sid
+
+
+def event(charge_reference="", **data):
+    return p.NormalizedEvent(type=p.EVENT_CHARGE_SUCCEEDED, event_id="evt", charge_reference=charge_reference,
+                             data=data)
+
+
+def messages(caplog):
+    return [r.getMessage() for r in caplog.records]
+
+
+# -- link_charge_event: the processor's charge webhook ------------------------------------------
+
+
+def test_a_charge_event_names_the_charge_of_its_own_account(shopper, neighbour, abroad, sandbox):
+    mine = services.charge(shopper, 1100, "USD", idempotency_key="k-1")
+    theirs = services.charge(abroad, 1200, "USD", idempotency_key="k-1")
+    # Two processors' references need not differ: the account decides.
+    Charge.objects.filter(pk=theirs.pk).update(processor_reference=mine.processor_reference)
+    newer = services.charge(neighbour, 1300, "USD", idempotency_key="k-3")
+    assert charges.link_charge_event("default", event(mine.processor_reference)).pk == mine.pk
+    assert charges.link_charge_event("eu", event(mine.processor_reference)).pk == theirs.pk
+    assert charges.link_charge_event("default", event(newer.processor_reference)).pk == newer.pk
+    assert charges.link_charge_event("default", event("ch_nobody")) is None
+    assert charges.link_charge_event("default", event()) is None
+    assert Charge.objects.get(pk=mine.pk).status == "captured"
+
+
+def test_a_charge_event_with_the_key_settles_the_unknown_charge(shopper, neighbour, abroad, down, caplog):
+    mine = lost(shopper, "order-7", down, amount=1500, reference="ord-7")
+    elsewhere = lost(abroad, "order-7", down, amount=1600, reference="ord-7")
+    # A settled charge of another customer with the same key, newer: not the one the event is about.
+    Charge.objects.create(customer=neighbour, amount=1500, currency="USD", status="captured",
+                          idempotency_key="order-7", reference="ord-x", processor_reference="ch_settled")
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    found = charges.link_charge_event("default", event(idempotency_key="order-7"))
+    assert found.pk == mine.pk
+    assert (found.status, found.processor_reference) == ("captured", sid_of(mine))
+    assert f"charge {mine.uid} settled as captured by webhook" in messages(caplog)
+    assert Charge.objects.get(pk=elsewhere.pk).status == "unknown"  # the other account's: not looked up
+    # By the shop's reference alone.
+    second = lost(shopper, "order-8", down, amount=1700, reference="ord-8")
+    assert charges.link_charge_event("default", event(reference="ord-8")).pk == second.pk
+    assert Charge.objects.get(pk=second.pk).status == "captured"
+
+
+def test_a_charge_event_fetches_the_named_charge(shopper, down, caplog):
+    named = lost(shopper, "order-9", down, amount=900)
+    bystander = lost(shopper, "order-10", down, amount=1000)
+    before = Charge.objects.get(pk=bystander.pk)
+    down["find_charge"] = -1  # only the charge the event names can be read: by its reference
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    found = charges.link_charge_event("default", event(sid_of(named), idempotency_key="order-9"))
+    assert (found.pk, found.status, found.processor_reference) == (named.pk, "captured", sid_of(named))
+    assert f"charge {named.uid} settled as captured by webhook" in messages(caplog)
+    after = Charge.objects.get(pk=bystander.pk)  # the event is not about it: not looked up
+    assert (after.status, after.resolve_attempts, after.next_check_at) == (
+        "unknown", before.resolve_attempts, before.next_check_at)
+
+
+def test_a_charge_event_whose_fetch_fails_looks_the_charge_up(shopper, down):
+    named = lost(shopper, "order-11", down, amount=1100)
+    down["fetch_charge"] = 1
+    found = charges.link_charge_event("default", event(sid_of(named), idempotency_key="order-11"))
+    assert (found.pk, found.status) == (named.pk, "captured")
+
+
+def test_a_charge_event_by_reference_alone_looks_up_the_accounts_unsettled_charges(shopper, abroad, down,
+                                                                                    caplog):
+    first = lost(shopper, "order-12", down, amount=1200)
+    second = lost(shopper, "order-13", down, amount=1300)
+    elsewhere = lost(abroad, "order-14", down, amount=1400)
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    found = charges.link_charge_event("default", event(sid_of(second)))
+    assert (found.pk, found.status) == (second.pk, "captured")
+    assert Charge.objects.get(pk=first.pk).status == "captured"  # looked up on the way
+    assert f"charge {first.uid} settled as captured by webhook" in messages(caplog)
+    assert Charge.objects.get(pk=elsewhere.pk).status == "unknown"
+
+
+@pytest.mark.parametrize("older", [49, 50])
+def test_a_charge_event_looks_up_at_most_fifty_unsettled_charges(shopper, down, older):
+    Charge.objects.bulk_create([
+        Charge(customer=shopper, amount=10 + i, currency="USD", status="unknown", idempotency_key=f"old-{i}")
+        for i in range(older)])
+    named = lost(shopper, "order-15", down, amount=1500)
+    found = charges.link_charge_event("default", event(sid_of(named)))
+    if older < 50:
+        assert found.pk == named.pk and found.status == "captured"
+    else:
+        assert found is None and Charge.objects.get(pk=named.pk).status == "unknown"
+
+
+# -- refunds: lost answers, look-ups, the sweeper -------------------------------------------------
+
+
+def _aged(row, by=STALE):
+    Refund.objects.filter(pk=row.pk).update(created_at=timezone.now() - by)
+
+
+def test_a_lost_refund_answer_is_recorded_and_logged(shopper, neighbour, down, caplog):
+    other = services.charge(neighbour, 500, "USD", idempotency_key="n-1")
+    waiting = Refund.objects.create(charge=other, sequence=1, amount=100, idempotency_key="w-1")
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-1")
+    get_processor("default").faults.drop_next(only="refund")
+    down["fetch_charge"] = 1
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    with pytest.raises(ChargeOutcomeUnknown) as caught:
+        services.refund(record, 300)
+    row = Refund.objects.get(charge=record)
+    assert (caught.value.refund.pk, caught.value.charge.pk) == (row.pk, record.pk)
+    assert (caught.value.code, caught.value.processor) == ("connection_error", "sandbox")
+    assert (row.status, row.failure_code) == ("unknown", "connection_error")
+    assert row.failure_message == "the sandbox closed the connection without answering"
+    assert (f"refund {row.uid}: the processor's answer was lost (connection_error); looking it up"
+            in messages(caplog))
+    assert f"refund {row.uid}: look-up failed (connection_error); trying later" in messages(caplog)
+    assert Refund.objects.get(pk=waiting.pk).status == "pending"  # another charge's refund: left alone
+
+
+def test_a_lost_refund_code_is_cut_to_the_column(shopper, monkeypatch, down):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-2")
+    real = SandboxProcessor.refund
+
+    def refund_then_fail(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        raise p.ProcessorUnavailable("gone", code="c" * 150, processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "refund", refund_then_fail)
+    down["fetch_charge"] = 1
+    with pytest.raises(ChargeOutcomeUnknown):
+        services.refund(record, 300)
+    assert Refund.objects.get().failure_code == "c" * 100
+
+
+def test_a_refund_settled_while_its_answer_was_lost_is_not_counted_twice(shopper, monkeypatch):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-3")
+    real = SandboxProcessor.refund
+
+    def refund_settled_by_the_sweeper_meanwhile(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        row = Refund.objects.get()
+        _aged(row)
+        assert charges.resolve_refund(row).status == "succeeded"
+        raise p.ProcessorUnavailable("gone", code="timeout", processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "refund", refund_settled_by_the_sweeper_meanwhile)
+    record = services.refund(record, 300)
+    assert record.amount_refunded == 300 == SandboxCharge.objects.get().amount_refunded
+    assert Refund.objects.get().status == "succeeded"
+
+
+def test_a_lost_refund_of_the_second_account_is_looked_up_there(abroad, down):
+    record = services.charge(abroad, 1000, "USD", idempotency_key="eu-r")
+    get_processor("eu").faults.drop_next(only="refund")
+    down["fetch_charge"] = 1
+    with pytest.raises(ChargeOutcomeUnknown):
+        services.refund(record, 400)
+    row = Refund.objects.get()
+    assert charges.resolve_refund(row).status == "succeeded"
+    assert Charge.objects.get(pk=record.pk).amount_refunded == 400
+
+
+def test_a_pending_refund_is_looked_up_only_once_stale(shopper, monkeypatch):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-4")
+    SandboxProcessor.refund(get_processor("default"), record.processor_reference, 300, idempotency_key="x")
+    row = Refund.objects.create(charge=record, sequence=1, amount=300, idempotency_key="x")
+    now = timezone.now()
+    monkeypatch.setattr(charges.timezone, "now", lambda: now)
+    Refund.objects.filter(pk=row.pk).update(created_at=now - STALE + timedelta(microseconds=1))
+    assert charges.resolve_refund(row).status == "pending"  # its caller may still be waiting for the answer
+    Refund.objects.filter(pk=row.pk).update(created_at=now - STALE)
+    assert charges.resolve_refund(row).status == "succeeded"
+
+
+def test_due_refunds_are_the_unsettled_ones_whose_time_came(shopper):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-5")
+    now = timezone.now()
+    rows = {name: Refund.objects.create(charge=record, sequence=i, amount=10, idempotency_key=name,
+                                        status=status, next_check_at=at)
+            for i, (name, status, at) in enumerate([
+                ("past", "unknown", now - timedelta(seconds=1)), ("unset", "unknown", None),
+                ("future", "unknown", now + timedelta(minutes=5)), ("done", "succeeded", None),
+                ("young", "pending", now + timedelta(seconds=1))], start=1)}
+    assert sorted(r.idempotency_key for r in charges.due_refunds(now)) == ["past", "unset"]
+    assert sorted(r.idempotency_key for r in charges.due_refunds()) == ["past", "unset"]
+    later = now + timedelta(minutes=10)
+    assert sorted(r.idempotency_key for r in charges.due_refunds(later)) == ["future", "past", "unset", "young"]
+    assert rows
+
+
+def test_the_sweeper_counts_and_settles_charges_and_refunds(shopper, down, caplog):
+    first = lost(shopper, "sw-1", down, amount=100)
+    second = lost(shopper, "sw-2", down, amount=200)
+    refunded = [services.charge(shopper, 1000 + amount, "USD", idempotency_key=f"sw-{amount}")
+                for amount in (100, 200)]
+    for record, amount in zip(refunded, (100, 200)):  # one unsettled refund per charge at a time
+        get_processor("default").faults.drop_next(only="refund")
+        down["fetch_charge"] = 1
+        with pytest.raises(ChargeOutcomeUnknown):
+            services.refund(record, amount)
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    assert charges.sweep_money(now=timezone.now()) == 0  # nothing due yet
+    assert charges.sweep_money(now=timezone.now() + timedelta(minutes=5)) == 4
+    assert {c.status for c in Charge.objects.filter(pk__in=[first.pk, second.pk])} == {"captured"}
+    assert f"charge {first.uid} settled as captured by sweeper" in messages(caplog)
+    assert set(Refund.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert [Charge.objects.get(pk=r.pk).amount_refunded for r in refunded] == [100, 200]
+
+
+def test_a_refund_the_processor_never_made_is_failed_and_raised(shopper):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-6")
+    get_processor("default").faults.fail_next(1, kind="timeout")  # before the call: nothing refunded
+    with pytest.raises(p.ProcessorUnavailable) as caught:
+        services.refund(record, 300)
+    assert not isinstance(caught.value, ChargeOutcomeUnknown)
+    row = Refund.objects.get()
+    assert (row.status, row.failure_code) == ("failed", "not_processed")
+    assert row.failure_message == "The processor has no such refund: nothing was refunded."
+    assert Charge.objects.get(pk=record.pk).amount_refunded == 0
+
+
+def _answering(monkeypatch, name, **fields):
+    """The processor does ``name`` for real, then answers with ``fields`` changed (as some do)."""
+    real = getattr(SandboxProcessor, name)
+
+    def call(self, *args, **kwargs):
+        answer = real(self, *args, **kwargs)
+        return p.ChargeResult(**{**{f: getattr(answer, f) for f in ("reference", "status", "amount", "currency",
+                                                                     "amount_captured", "amount_refunded",
+                                                                     "failure_code", "failure_message")},
+                                 **fields})
+
+    monkeypatch.setattr(SandboxProcessor, name, call)
+
+
+@pytest.mark.parametrize("answered, recorded", [(0, 300), (700, 700), (5000, 1000)])
+def test_the_refunded_total_follows_the_processor_within_the_captured_amount(shopper, monkeypatch, answered,
+                                                                            recorded):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="r-7")
+    # 0: a processor that answers without the charge's total; 700: refunds made at the processor
+    # directly count too; 5000: never more than was captured.
+    _answering(monkeypatch, "refund", amount_refunded=answered)
+    assert services.refund(record, 300).amount_refunded == recorded
+    assert Charge.objects.get(pk=record.pk).amount_refunded == recorded
+
+
+def test_settling_a_refund_or_a_capture_signals_the_charge(shopper, django_capture_on_commit_callbacks):
+    from vault_wallets.signals import charge_updated
+
+    seen = []
+
+    def listener(sender, charge, **kwargs):
+        seen.append((sender, charge.pk, charge.status))
+
+    charge_updated.connect(listener)
+    try:
+        auth = services.charge(shopper, 1000, "USD", idempotency_key="s-1", capture=False)
+        with django_capture_on_commit_callbacks(execute=True):
+            services.capture(auth)
+        assert seen[-1] == (Charge, auth.pk, "captured")
+        with django_capture_on_commit_callbacks(execute=True):
+            services.refund(auth, 100)
+        assert seen[-1] == (Charge, auth.pk, "refunded")
+    finally:
+        charge_updated.disconnect(listener)
+
+
+# -- capture and void ----------------------------------------------------------------------------
+
+
+def _keys(operation):
+    from vault_wallets.sandbox.models import SandboxIdempotencyRecord
+
+    return sorted(SandboxIdempotencyRecord.objects.filter(operation=operation).values_list("key", flat=True))
+
+
+def test_capture_and_void_send_their_keys(shopper):
+    one = services.charge(shopper, 1000, "USD", idempotency_key="c-1", capture=False)
+    two = services.charge(shopper, 1000, "USD", idempotency_key="c-2", capture=False)
+    assert services.capture(one, 600).amount_captured == 600  # part of it
+    assert SandboxCharge.objects.get(sid=one.processor_reference).amount_captured == 600
+    services.capture(two, idempotency_key="cap-two")
+    assert _keys("capture") == sorted([f"capture-{one.uid}", "cap-two"])
+    three = services.charge(shopper, 1000, "USD", idempotency_key="c-3", capture=False)
+    four = services.charge(shopper, 1000, "USD", idempotency_key="c-4", capture=False)
+    services.void(three)
+    services.void(four, idempotency_key="void-four")
+    assert _keys("void") == sorted([f"void-{three.uid}", "void-four"])
+
+
+def test_capture_refusals_say_why(shopper):
+    from vault_wallets.exceptions import InvalidAmount, InvalidChargeState
+
+    auth = services.charge(shopper, 1000, "USD", idempotency_key="c-5", capture=False)
+    with pytest.raises(InvalidAmount) as caught:
+        services.capture(auth, 1001)
+    assert str(caught.value) == "The capture amount exceeds the authorized amount."
+    services.capture(auth, 1000)
+    with pytest.raises(InvalidChargeState) as refused:
+        services.capture(auth)
+    assert str(refused.value) == "A captured charge cannot be changed this way."
+
+
+def test_a_capture_whose_answer_was_lost_and_did_not_happen_stays_unknown(shopper):
+    auth = services.charge(shopper, 1000, "USD", idempotency_key="c-6", capture=False)
+    get_processor("default").faults.fail_next(1, kind="timeout")  # the capture never reached it
+    with pytest.raises(ChargeOutcomeUnknown) as caught:
+        services.capture(auth)
+    assert (caught.value.charge.pk, caught.value.code, caught.value.processor) == (auth.pk, "timeout", "sandbox")
+    assert Charge.objects.get(pk=auth.pk).status == "authorized"
+    assert SandboxCharge.objects.get().status == "authorized"
+
+
+def test_capture_and_void_in_the_second_account(abroad):
+    one = services.charge(abroad, 1000, "USD", idempotency_key="c-7", capture=False)
+    two = services.charge(abroad, 1000, "USD", idempotency_key="c-8", capture=False)
+    assert services.capture(one).status == "captured"
+    assert services.void(two).status == "voided"
+    assert sorted(SandboxCharge.objects.filter(account="eu").values_list("status", flat=True)) == [
+        "captured", "voided"]
+
+
+def test_a_capture_failure_code_is_cut_to_the_column(shopper, monkeypatch):
+    auth = services.charge(shopper, 1000, "USD", idempotency_key="c-9", capture=False)
+    _answering(monkeypatch, "capture", failure_code="c" * 150)
+    assert services.capture(auth).failure_code == "c" * 100
+    assert Charge.objects.get(pk=auth.pk).failure_code == "c" * 100
+
+
+# -- charges: lost answers, bugs after the call, look-ups ---------------------------------------
+
+
+def _charge_then(monkeypatch, error, before_raise=None):
+    """The processor charges for real, then ``error`` is raised instead of its answer."""
+    real = SandboxProcessor.charge
+
+    def call(self, request):
+        real(self, request)
+        if before_raise:
+            before_raise(request)
+        raise error
+
+    monkeypatch.setattr(SandboxProcessor, "charge", call)
+
+
+def test_a_lost_charge_answer_is_logged_raised_and_rechecked_later(shopper, monkeypatch, down, settings, caplog,
+                                                                   django_capture_on_commit_callbacks):
+    from vault_wallets import tasks
+
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue_resolve_charge", lambda pk, countdown=None: queued.append((pk, countdown)))
+    _charge_then(monkeypatch, p.ProcessorUnavailable("bad gateway", code="processor_unavailable", http_status=502,
+                                                     processor="sandbox"))
+    down["find_charge"] = 1
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(ChargeOutcomeUnknown) as caught:
+            services.charge(shopper, 1000, "USD", idempotency_key="l-1")
+    record = caught.value.charge
+    assert (caught.value.code, caught.value.http_status, caught.value.processor) == (
+        "processor_unavailable", 502, "sandbox")
+    assert f"charge {record.uid}: the processor's answer was lost (processor_unavailable); looking it up" in (
+        messages(caplog))
+    assert f"charge {record.uid}: look-up failed (connection_error); trying later" in messages(caplog)
+    [(pk, countdown)] = queued
+    assert pk == record.pk and 28 < countdown <= 30
+
+
+def test_a_lost_charge_answer_is_rechecked_after_a_second_at_the_soonest(shopper, monkeypatch, down, settings,
+                                                                       django_capture_on_commit_callbacks):
+    from vault_wallets import tasks
+
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 0}
+    queued = []
+    monkeypatch.setattr(tasks, "enqueue_resolve_charge", lambda pk, countdown=None: queued.append((pk, countdown)))
+    get_processor("default").faults.drop_next(only="charge")
+    down["find_charge"] = 1
+    with django_capture_on_commit_callbacks(execute=True):
+        with pytest.raises(ChargeOutcomeUnknown):
+            services.charge(shopper, 1000, "USD", idempotency_key="l-2")
+    assert [countdown for _, countdown in queued] == [1]
+
+
+def test_a_lost_answer_of_a_charge_the_processor_failed_returns_it(shopper, monkeypatch):
+    real_find = SandboxProcessor.find_charge
+
+    def found_failed(self, request):
+        answer = real_find(self, request)
+        return p.ChargeResult(reference=answer.reference, status="failed", amount=answer.amount,
+                              currency=answer.currency, failure_code="processing_error",
+                              failure_message="The processor could not process it.")
+
+    monkeypatch.setattr(SandboxProcessor, "find_charge", found_failed)
+    get_processor("default").faults.drop_next(only="charge")
+    record = services.charge(shopper, 1000, "USD", idempotency_key="l-3")
+    assert (record.status, record.failure_code) == ("failed", "processing_error")
+
+
+def test_a_long_lost_answer_code_is_cut_to_the_column(shopper, monkeypatch, down):
+    _charge_then(monkeypatch, p.ProcessorUnavailable("gone", code="c" * 150, processor="sandbox"))
+    down["find_charge"] = 1
+    with pytest.raises(ChargeOutcomeUnknown):
+        services.charge(shopper, 1000, "USD", idempotency_key="l-4")
+    assert Charge.objects.get().failure_code == "c" * 100
+
+
+def test_a_bug_after_the_call_marks_only_this_charge_unknown(shopper, neighbour, monkeypatch, down, settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
+    other = lost(neighbour, "b-0", down, amount=700)
+    other = Charge.objects.get(pk=other.pk)
+    _charge_then(monkeypatch, RuntimeError("bug"))
+    started = timezone.now()
+    with pytest.raises(RuntimeError):
+        services.charge(shopper, 1000, "USD", idempotency_key="b-1")
+    row = Charge.objects.get(customer=shopper)
+    assert (row.status, row.failure_code, row.failure_message) == ("unknown", "error", "RuntimeError while charging")
+    assert started + timedelta(seconds=29) < row.next_check_at <= timezone.now() + timedelta(seconds=30)
+    assert row.updated_at > row.created_at
+    after = Charge.objects.get(pk=other.pk)
+    assert (after.status, after.failure_code, after.next_check_at) == ("unknown", other.failure_code,
+                                                                        other.next_check_at)
+
+
+def test_a_bug_on_a_retried_key_backs_off_from_its_attempts(shopper, monkeypatch, settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
+    get_processor("default").faults.fail_next(1, kind="timeout")
+    with pytest.raises(p.ProcessorUnavailable):
+        services.charge(shopper, 1000, "USD", idempotency_key="b-2")
+    assert Charge.objects.get().resolve_attempts == 1  # not_processed, after one look-up
+    _charge_then(monkeypatch, RuntimeError("bug"))
+    started = timezone.now()
+    with pytest.raises(RuntimeError):
+        services.charge(shopper, 1000, "USD", idempotency_key="b-2")
+    row = Charge.objects.get()
+    assert started + timedelta(seconds=59) < row.next_check_at <= timezone.now() + timedelta(seconds=60)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("bug"), p.ProcessorUnavailable("gone", processor="sandbox")])
+def test_a_charge_the_webhook_settled_first_is_not_marked_unknown(shopper, monkeypatch, error):
+    def webhook_arrives(request):
+        sid = SandboxCharge.objects.get().sid
+        assert charges.link_charge_event("default", event(sid, idempotency_key=request.idempotency_key))
+
+    _charge_then(monkeypatch, error, before_raise=webhook_arrives)
+    try:
+        services.charge(shopper, 1000, "USD", idempotency_key="w-1")
+    except type(error):
+        pass
+    assert Charge.objects.get().status == "captured"
+
+
+def test_resolving_logs_its_source_and_looks_up_in_the_charges_account(abroad, down, caplog):
+    record = lost(abroad, "eu-1", down, amount=800)
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    assert charges.resolve_charge(record).status == "captured"
+    assert f"charge {record.uid} settled as captured by look-up" in messages(caplog)
+
+
+def test_a_pending_charge_is_looked_up_only_once_stale(shopper, monkeypatch):
+    record = Charge.objects.create(customer=shopper, amount=500, currency="USD", status="pending",
+                                   idempotency_key="never-sent")
+    now = timezone.now()
+    monkeypatch.setattr(charges.timezone, "now", lambda: now)
+    Charge.objects.filter(pk=record.pk).update(created_at=now - STALE + timedelta(microseconds=1))
+    assert charges.resolve_charge(record).status == "pending"  # its caller may still be waiting
+    Charge.objects.filter(pk=record.pk).update(created_at=now - STALE)
+    assert (charges.resolve_charge(record).status, Charge.objects.get().failure_code) == ("failed", "not_processed")
+
+
+def test_a_processor_without_look_up_leaves_the_charge_unknown(shopper, monkeypatch, down):
+    record = lost(shopper, "u-1", down, amount=600)
+
+    def unsupported(self, request):
+        raise p.UnsupportedOperation("no look-up", processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "find_charge", unsupported)
+    assert charges.resolve_charge(record).status == "unknown"  # waits for the webhook, never "not processed"

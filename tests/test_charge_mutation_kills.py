@@ -569,3 +569,287 @@ def test_a_processor_without_look_up_leaves_the_charge_unknown(shopper, monkeypa
 
     monkeypatch.setattr(SandboxProcessor, "find_charge", unsupported)
     assert charges.resolve_charge(record).status == "unknown"  # waits for the webhook, never "not processed"
+
+
+# -- charge(): validation, keys scoped by customer, defaults -------------------------------------
+
+
+@pytest.mark.parametrize("amount, ok", [(0, False), (1, True), (-1, False), (True, False), (10.0, False),
+                                        ("10", False), (charges.MAX_AMOUNT, True), (charges.MAX_AMOUNT + 1, False)])
+def test_amount_bounds(amount, ok):
+    from vault_wallets.exceptions import InvalidAmount
+
+    if ok:
+        assert charges._validate_amount(amount) == amount
+    else:
+        with pytest.raises(InvalidAmount):
+            charges._validate_amount(amount)
+
+
+@pytest.mark.parametrize("currency, ok", [("usd", "USD"), ("EUR", "EUR"), ("US", None), ("USDX", None),
+                                          ("U1D", None), ("", None), (None, None)])
+def test_currency_codes(currency, ok):
+    from vault_wallets.exceptions import CurrencyMismatch
+
+    if ok:
+        assert charges._validate_currency(currency) == ok
+    else:
+        with pytest.raises(CurrencyMismatch) as caught:
+            charges._validate_currency(currency)
+        assert str(caught.value) == "The currency must be a three-letter ISO 4217 code."
+
+
+@pytest.mark.parametrize("attempts, base, delay", [(0, 30, 30), (1, 30, 30), (2, 30, 60), (3, 30, 120),
+                                                   (2, 1800, 3600), (3, 1800, 3600), (2, 1801, 3600)])
+def test_look_ups_back_off_to_an_hour(settings, attempts, base, delay):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": base}
+    assert charges._resolve_delay(attempts) == timedelta(seconds=delay)
+
+
+@pytest.mark.parametrize("length, ok", [(0, False), (1, True), (255, True), (256, False)])
+def test_idempotency_key_length(shopper, length, ok):
+    key = "k" * length
+    if ok:
+        assert services.charge(shopper, 100, "USD", idempotency_key=key).idempotency_key == key
+    else:
+        with pytest.raises(ValueError) as caught:
+            services.charge(shopper, 100, "USD", idempotency_key=key)
+        assert str(caught.value) == "idempotency_key is required (at most 255 characters)"
+
+
+def test_a_key_is_the_customers_own(shopper, neighbour):
+    from vault_wallets.exceptions import IdempotencyConflict
+
+    # (The sandbox, like most processors, keys requests per account: the neighbour's row is written here.)
+    theirs = Charge.objects.create(customer=neighbour, amount=500, currency="USD", status="captured",
+                                   idempotency_key="order-1", processor_reference="ch_theirs")
+    same_amount = services.charge(shopper, 500, "USD", idempotency_key="order-1")
+    assert same_amount.pk != theirs.pk and same_amount.customer_id == shopper.pk
+    assert SandboxCharge.objects.count() == 1
+    with pytest.raises(IdempotencyConflict):
+        services.charge(shopper, 501, "USD", idempotency_key="order-1")
+    with pytest.raises(IdempotencyConflict):
+        services.charge(shopper, 500, "EUR", idempotency_key="order-1")
+    assert services.charge(shopper, 500, "usd", idempotency_key="order-1").pk == same_amount.pk
+
+
+@pytest.mark.parametrize("number, status, code", [("4000000000000002", "declined", "card_declined"),
+                                                  ("4000000000001216", "failed", "processing_error")])
+def test_a_refused_charge_is_the_answer_to_its_key(customer, card_token, number, status, code):
+    services.add_payment_method(customer, card_token(number))
+    first = services.charge(customer, 500, "USD", idempotency_key="refused")
+    assert (first.status, first.failure_code) == (status, code)
+    again = services.charge(customer, 500, "USD", idempotency_key="refused")
+    assert (again.pk, again.status) == (first.pk, status)
+    assert SandboxCharge.objects.count() == 1
+    customer.refresh_from_db()
+    assert customer.currency == ""  # nothing was charged: the currency is not fixed yet
+
+
+def test_a_not_processed_key_charges_again_from_a_clean_row(shopper, settings):
+    get_processor("default").faults.fail_next(1, kind="timeout")
+    with pytest.raises(p.ProcessorUnavailable):
+        services.charge(shopper, 500, "USD", idempotency_key="np")
+    record = services.charge(shopper, 500, "USD", idempotency_key="np")
+    row = Charge.objects.get()
+    assert (row.pk, row.status, row.failure_code, row.failure_message, row.next_check_at) == (
+        record.pk, "captured", "", "", None)
+
+
+def test_the_default_method_is_the_customers_own(customer, neighbour):
+    from vault_wallets.exceptions import NoDefaultPaymentMethod
+
+    with pytest.raises(NoDefaultPaymentMethod):
+        services.charge(customer, 500, "USD", idempotency_key="nd")
+    assert not Charge.objects.filter(customer=customer).exists()
+
+
+def test_a_method_pending_verification_is_not_charged(customer, card_token):
+    from vault_wallets.exceptions import PaymentMethodNotChargeable
+
+    services.add_payment_method(customer, card_token("4000000000000101"))
+    with pytest.raises(PaymentMethodNotChargeable):
+        services.charge(customer, 500, "USD", idempotency_key="vp")
+
+
+def test_the_currency_is_fixed_by_the_first_charge_of_this_customer_only(shopper, neighbour):
+    from vault_wallets.exceptions import CurrencyMismatch
+
+    services.charge(shopper, 500, "USD", idempotency_key="cur-1")
+    shopper.refresh_from_db()
+    neighbour.refresh_from_db()
+    assert (shopper.currency, neighbour.currency) == ("USD", "")
+    with pytest.raises(CurrencyMismatch) as caught:
+        services.charge(shopper, 500, "EUR", idempotency_key="cur-2")
+    assert str(caught.value) == "The customer's currency is USD."
+    assert services.charge(neighbour, 500, "EUR", idempotency_key="cur-3").currency == "EUR"
+
+
+def test_the_processor_gets_the_whole_request(shopper, monkeypatch):
+    seen = []
+    real = SandboxProcessor.charge
+    monkeypatch.setattr(SandboxProcessor, "charge", lambda self, request: seen.append(request) or real(self, request))
+    record = services.charge(shopper, 700, "USD", capture=False, idempotency_key="req-1",
+                             reference="r" * 250, description="d" * 250)
+    [request] = seen
+    assert (request.customer, request.amount, request.currency, request.capture, request.idempotency_key) == (
+        shopper.processor_ref, 700, "USD", False, "req-1")
+    assert request.method == record.payment_method.processor_ref
+    assert (request.reference, request.description) == ("r" * 200, "d" * 200)
+    assert (record.reference, record.description) == ("r" * 200, "d" * 200)
+
+
+def test_a_fresh_pending_row_waits_for_its_caller(shopper, monkeypatch):
+    seen = {}
+    real = SandboxProcessor.charge
+
+    def look(self, request):
+        row = Charge.objects.get(idempotency_key=request.idempotency_key)
+        seen["due_in"] = (row.next_check_at - timezone.now()).total_seconds()
+        seen["resolved"] = charges.resolve_charge(row).status  # a sweeper now: the caller is still waiting
+        return real(self, request)
+
+    monkeypatch.setattr(SandboxProcessor, "charge", look)
+    services.charge(shopper, 700, "USD", idempotency_key="fresh")
+    assert 55 < seen["due_in"] <= 60 and seen["resolved"] == "pending"
+
+
+def test_a_refused_request_leaves_no_row_and_touches_no_other(shopper, neighbour, monkeypatch):
+    other = Charge.objects.create(customer=neighbour, amount=10, currency="USD", status="pending",
+                                  idempotency_key="theirs")
+
+    def refuse(self, request):
+        raise p.InvalidRequestError("no", code="invalid_request", processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "charge", refuse)
+    with pytest.raises(p.InvalidRequestError):
+        services.charge(shopper, 700, "USD", idempotency_key="refused-req")
+    assert list(Charge.objects.values_list("pk", flat=True)) == [other.pk]
+
+
+def test_a_settled_charge_is_not_settled_again(shopper, caplog):
+    record = services.charge(shopper, 700, "USD", idempotency_key="once")
+    caplog.set_level(logging.INFO, logger="vault_wallets.charges")
+    assert not [m for m in messages(caplog) if "settled as" in m]  # the answer itself is not logged as a look-up
+    again = charges._settle(record, p.ChargeResult(reference="ch_other", status="failed", amount=700,
+                                                   currency="USD", failure_code="x"))
+    assert (again.status, again.processor_reference) == ("captured", record.processor_reference)
+
+
+def test_a_still_unknown_retry_says_which_processor(shopper, down):
+    record = lost(shopper, "again", down, amount=900)
+    down["find_charge"] = 1
+    with pytest.raises(ChargeOutcomeUnknown) as caught:
+        services.charge(shopper, 900, "USD", idempotency_key="again")
+    assert (caught.value.charge.pk, caught.value.processor) == (record.pk, "default")
+
+
+# -- refund(): amounts, keys, the unsettled refund --------------------------------------------------
+
+
+def test_refund_amount_bounds(shopper):
+    from vault_wallets.exceptions import InvalidAmount
+
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rb")
+    for bad in (0, -1):
+        with pytest.raises(InvalidAmount):
+            services.refund(record, bad)
+    services.refund(record, 400)
+    with pytest.raises(InvalidAmount) as caught:
+        services.refund(record, 601)
+    assert str(caught.value) == "At most 600 can be refunded."
+    assert services.refund(record, 600).amount_refunded == 1000
+    with pytest.raises(InvalidAmount):
+        services.refund(record)  # nothing left
+    assert SandboxCharge.objects.get().amount_refunded == 1000
+
+
+def test_a_full_refund_refunds_what_is_left(shopper, monkeypatch):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rf")
+    services.refund(record, 250)
+    seen = []
+    real = SandboxProcessor.refund
+    monkeypatch.setattr(SandboxProcessor, "refund",
+                        lambda self, ref, amount=None, **kw: seen.append(amount) or real(self, ref, amount, **kw))
+    assert services.refund(record).amount_refunded == 1000
+    assert seen == [None]  # "the rest", as the processor counts it
+    assert list(Refund.objects.values_list("sequence", "amount", "refunded_before")) == [(1, 250, 0), (2, 750, 250)]
+
+
+def test_refund_keys_belong_to_their_charge(shopper, abroad):
+    from vault_wallets.exceptions import IdempotencyConflict
+
+    one = services.charge(shopper, 1000, "USD", idempotency_key="rk-1")
+    two = services.charge(abroad, 1000, "USD", idempotency_key="rk-2")  # (the sandbox keys per account)
+    services.refund(one, 100, idempotency_key="rf-a")
+    services.refund(two, 200, idempotency_key="rf-a")  # another charge's key: a new refund
+    assert Charge.objects.get(pk=two.pk).amount_refunded == 200
+    with pytest.raises(IdempotencyConflict) as caught:
+        services.refund(one, 150, idempotency_key="rf-a")
+    assert str(caught.value) == "This idempotency key was already used for a different refund."
+    assert services.refund(one, idempotency_key="rf-a").amount_refunded == 100  # the earlier refund is the answer
+    assert services.refund(one, 100, idempotency_key="rf-a").amount_refunded == 100
+    assert Refund.objects.filter(charge=one).count() == 1
+
+
+def test_a_second_refund_lost_and_never_made_is_not_taken_for_the_first(shopper, down):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rs")
+    services.refund(record, 300)
+    get_processor("default").faults.fail_next(1, kind="timeout")
+    with pytest.raises(p.ProcessorUnavailable):
+        services.refund(record, 200)
+    assert list(Refund.objects.values_list("sequence", "status")) == [(1, "succeeded"), (2, "failed")]
+    assert Charge.objects.get(pk=record.pk).amount_refunded == 300
+
+
+def test_an_unsettled_refund_answers_retries(shopper, down):
+    from vault_wallets.exceptions import InvalidChargeState
+
+    record = services.charge(shopper, 1000, "USD", idempotency_key="ru")
+    get_processor("default").faults.drop_next(only="refund")
+    down["fetch_charge"] = 1
+    with pytest.raises(ChargeOutcomeUnknown):
+        services.refund(record, 300)
+    down["fetch_charge"] = 1
+    with pytest.raises(InvalidChargeState) as refused:
+        services.refund(record, 100)
+    assert str(refused.value) == "A refund of 300 is still waiting for its outcome."
+    with pytest.raises(ChargeOutcomeUnknown) as caught:
+        services.refund(record)
+    row = Refund.objects.get()
+    assert (caught.value.refund.pk, caught.value.charge.pk, caught.value.processor) == (row.pk, record.pk, "default")
+    assert services.refund(record).amount_refunded == 300
+
+
+def test_a_refused_refund_leaves_no_row_and_a_bug_leaves_it_unknown(shopper, neighbour, monkeypatch):
+    theirs = services.charge(neighbour, 1000, "USD", idempotency_key="rr-0")
+    waiting = Refund.objects.create(charge=theirs, sequence=1, amount=10, idempotency_key="w")
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rr")
+    SandboxProcessor.refund(get_processor("default"), record.processor_reference, 900, idempotency_key="outside")
+    with pytest.raises(p.InvalidRequestError):
+        services.refund(record, 300)  # the processor has only 100 left
+    assert not Refund.objects.filter(charge=record).exists()
+    assert Refund.objects.get(pk=waiting.pk).status == "pending"
+
+    def bug(self, *args, **kwargs):
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(SandboxProcessor, "refund", bug)
+    with pytest.raises(RuntimeError):
+        services.refund(record, 50)
+    assert Refund.objects.get(charge=record).status == "unknown"
+    assert Refund.objects.get(pk=waiting.pk).status == "pending"
+
+
+def test_a_refund_row_is_due_once_its_caller_may_have_died(shopper, monkeypatch):
+    seen = {}
+    real = SandboxProcessor.refund
+
+    def look(self, *args, **kwargs):
+        row = Refund.objects.get()
+        seen["due_in"] = (row.next_check_at - timezone.now()).total_seconds()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(SandboxProcessor, "refund", look)
+    services.refund(services.charge(shopper, 1000, "USD", idempotency_key="rd"), 100)
+    assert 55 < seen["due_in"] <= 60

@@ -853,3 +853,129 @@ def test_a_refund_row_is_due_once_its_caller_may_have_died(shopper, monkeypatch)
     monkeypatch.setattr(SandboxProcessor, "refund", look)
     services.refund(services.charge(shopper, 1000, "USD", idempotency_key="rd"), 100)
     assert 55 < seen["due_in"] <= 60
+
+
+# -- look-ups: bookkeeping, the settle time on both sides, a webhook racing the look-up ------------
+
+
+def test_each_failed_look_up_backs_off_and_touches_only_its_charge(shopper, neighbour, down, settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
+    theirs = Charge.objects.get(pk=lost(neighbour, "bo-0", down, amount=300).pk)
+    record = lost(shopper, "bo-1", down, amount=400)
+    assert Charge.objects.get(pk=record.pk).resolve_attempts == 1
+    down["find_charge"] = 1
+    started = timezone.now()
+    again = charges.resolve_charge(record)
+    assert (again.status, again.resolve_attempts) == ("unknown", 2)
+    assert started + timedelta(seconds=59) < again.next_check_at <= timezone.now() + timedelta(seconds=60)
+    after = Charge.objects.get(pk=theirs.pk)
+    assert (after.resolve_attempts, after.next_check_at) == (theirs.resolve_attempts, theirs.next_check_at)
+    # A pending charge whose caller died, and whose look-up fails: unknown from now on.
+    stale = Charge.objects.create(customer=shopper, amount=500, currency="USD", status="pending",
+                                  idempotency_key="died")
+    Charge.objects.filter(pk=stale.pk).update(created_at=timezone.now() - STALE)
+    down["find_charge"] = 1
+    assert (charges.resolve_charge(stale).status, Charge.objects.get(pk=stale.pk).status) == ("unknown", "unknown")
+
+
+@pytest.mark.parametrize("age, status", [(timedelta(seconds=1), "failed"),
+                                         (timedelta(seconds=1) - timedelta(microseconds=1), "unknown")])
+def test_not_processed_only_once_the_processor_settle_time_passed(shopper, neighbour, monkeypatch, age, status,
+                                                                  django_capture_on_commit_callbacks):
+    from vault_wallets.signals import charge_updated
+
+    theirs = Charge.objects.create(customer=neighbour, amount=10, currency="USD", status="unknown",
+                                   idempotency_key="theirs")
+    record = Charge.objects.create(customer=shopper, amount=500, currency="USD", status="unknown",
+                                   idempotency_key="never-made")
+    monkeypatch.setattr(SandboxProcessor, "charge_lookup_settle_seconds", 1.0)
+    now = timezone.now()
+    monkeypatch.setattr(charges.timezone, "now", lambda: now)
+    Charge.objects.filter(pk=record.pk).update(created_at=now - age, updated_at=now - age)
+    seen = []
+
+    def listener(sender, charge, **kwargs):
+        seen.append((sender, charge.pk, charge.status))
+
+    charge_updated.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            row = charges.resolve_charge(record)
+    finally:
+        charge_updated.disconnect(listener)
+    assert (row.status, row.resolve_attempts, row.updated_at) == (status, 1, now)
+    if status == "failed":
+        assert (row.failure_code, row.failure_message, row.next_check_at) == (
+            "not_processed", "The processor has no such charge: nothing was charged.", None)
+        assert seen == [(Charge, record.pk, "failed")]
+    assert Charge.objects.get(pk=theirs.pk).status == "unknown"
+
+
+def test_a_charge_the_webhook_settles_during_a_lagging_look_up_stays_settled(shopper, down, monkeypatch):
+    record = lost(shopper, "lag-1", down, amount=800)
+    real = SandboxProcessor.find_charge
+
+    def lagging(self, request):  # the processor's search lags: the webhook has the charge, the look-up not
+        charges._settle(Charge.objects.get(pk=record.pk), real(self, request), source="webhook")
+        return None
+
+    monkeypatch.setattr(SandboxProcessor, "find_charge", lagging)
+    assert charges.resolve_charge(record).status == "captured"
+    assert Charge.objects.get(pk=record.pk).status == "captured"
+
+
+def test_a_refund_look_up_backs_off_and_counts_refunds_made_elsewhere(shopper, down, settings):
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rl")
+    get_processor("default").faults.drop_next(only="refund")
+    down["fetch_charge"] = 1
+    started = timezone.now()
+    with pytest.raises(ChargeOutcomeUnknown):
+        services.refund(record, 300)
+    row = Refund.objects.get()
+    assert (row.status, row.resolve_attempts) == ("unknown", 1)
+    assert started + timedelta(seconds=29) < row.next_check_at <= timezone.now() + timedelta(seconds=30)
+    down["fetch_charge"] = 1
+    assert charges.resolve_refund(row).resolve_attempts == 2
+    # Meanwhile staff refunded 200 at the processor directly: the processor's total is the truth.
+    SandboxProcessor.refund(get_processor("default"), record.processor_reference, 200, idempotency_key="desk")
+    assert charges.resolve_refund(row).status == "succeeded"
+    assert Charge.objects.get(pk=record.pk).amount_refunded == 500
+
+
+@pytest.mark.parametrize("age, status", [(timedelta(seconds=1), "failed"),
+                                         (timedelta(seconds=1) - timedelta(microseconds=1), "unknown")])
+def test_a_refund_is_not_processed_only_once_the_settle_time_passed(shopper, monkeypatch, age, status):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rn")
+    row = Refund.objects.create(charge=record, sequence=1, amount=300, idempotency_key="never", status="unknown")
+    monkeypatch.setattr(SandboxProcessor, "charge_lookup_settle_seconds", 1.0)
+    now = timezone.now()
+    monkeypatch.setattr(charges.timezone, "now", lambda: now)
+    Refund.objects.filter(pk=row.pk).update(created_at=now - age)
+    assert charges.resolve_refund(row).status == status
+
+
+def test_a_refund_the_sweeper_settles_during_a_failed_look_up_stays_settled(shopper, monkeypatch):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rw")
+    SandboxProcessor.refund(get_processor("default"), record.processor_reference, 300, idempotency_key="x")
+    row = Refund.objects.create(charge=record, sequence=1, amount=300, idempotency_key="x", status="unknown")
+    real = SandboxProcessor.fetch_charge
+
+    def settled_meanwhile(self, reference):
+        charges._settle_refund(row, real(self, reference))
+        raise p.ProcessorUnavailable("down", code="connection_error", processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "fetch_charge", settled_meanwhile)
+    assert charges.resolve_refund(row).status == "succeeded"
+
+
+def test_refund_edges(shopper):
+    from vault_wallets.exceptions import InvalidChargeState
+
+    auth = services.charge(shopper, 1000, "USD", idempotency_key="re-1", capture=False)
+    with pytest.raises(InvalidChargeState) as caught:
+        services.refund(auth, 100)
+    assert str(caught.value) == "A authorized charge cannot be changed this way."
+    record = services.charge(shopper, 1000, "USD", idempotency_key="re-2")
+    assert services.refund(record, 1).amount_refunded == 1  # the smallest refund
+    assert _keys("refund") == [f"refund-{record.uid}-1"]  # the processor got the refund's own key

@@ -979,3 +979,25 @@ def test_refund_edges(shopper):
     record = services.charge(shopper, 1000, "USD", idempotency_key="re-2")
     assert services.refund(record, 1).amount_refunded == 1  # the smallest refund
     assert _keys("refund") == [f"refund-{record.uid}-1"]  # the processor got the refund's own key
+
+
+def test_a_pending_refund_whose_caller_died_and_whose_look_up_fails_becomes_unknown(shopper, down):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rp")
+    row = Refund.objects.create(charge=record, sequence=1, amount=300, idempotency_key="died")
+    _aged(row)
+    down["fetch_charge"] = 1
+    assert charges.resolve_refund(row).status == "unknown"
+    assert charges.due_refunds(timezone.now() + timedelta(hours=2)).get().pk == row.pk
+
+
+def test_a_charge_inside_the_callers_transaction_is_logged(shopper, caplog):
+    caplog.set_level(logging.DEBUG, logger="vault_wallets.charges")
+    services.charge(shopper, 100, "USD", idempotency_key="in-atomic")  # (a django_db test runs in a transaction)
+    assert "charge in-atomic called inside a transaction: the pending row commits with it" in messages(caplog)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_charge_outside_a_transaction_is_not_logged_as_inside(shopper, caplog):
+    caplog.set_level(logging.DEBUG, logger="vault_wallets.charges")
+    services.charge(shopper, 100, "USD", idempotency_key="outside")
+    assert not [m for m in messages(caplog) if "inside a transaction" in m]

@@ -1001,3 +1001,28 @@ def test_a_charge_outside_a_transaction_is_not_logged_as_inside(shopper, caplog)
     caplog.set_level(logging.DEBUG, logger="vault_wallets.charges")
     services.charge(shopper, 100, "USD", idempotency_key="outside")
     assert not [m for m in messages(caplog) if "inside a transaction" in m]
+
+
+def test_a_bug_after_a_refund_the_sweeper_already_settled_leaves_it_settled(shopper, monkeypatch):
+    record = services.charge(shopper, 1000, "USD", idempotency_key="rbug")
+    real = SandboxProcessor.refund
+
+    def refund_settled_then_bug(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        row = Refund.objects.get()
+        _aged(row)
+        assert charges.resolve_refund(row).status == "succeeded"  # a sweeper, while the call was slow
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(SandboxProcessor, "refund", refund_settled_then_bug)
+    with pytest.raises(RuntimeError):
+        services.refund(record, 300)
+    assert Refund.objects.get().status == "succeeded"
+    assert Charge.objects.get(pk=record.pk).amount_refunded == 300
+
+
+def test_a_charge_event_of_the_second_account_is_fetched_there(abroad, down):
+    named = lost(abroad, "eu-ev", down, amount=1900)
+    down["find_charge"] = -1
+    found = charges.link_charge_event("eu", event(sid_of(named), idempotency_key="eu-ev"))
+    assert (found.pk, found.status) == (named.pk, "captured")

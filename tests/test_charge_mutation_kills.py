@@ -502,14 +502,15 @@ def test_a_bug_after_the_call_marks_only_this_charge_unknown(shopper, neighbour,
     settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "CHARGE_RESOLVE_DELAY_SECONDS": 30}
     other = lost(neighbour, "b-0", down, amount=700)
     other = Charge.objects.get(pk=other.pk)
-    _charge_then(monkeypatch, RuntimeError("bug"))
+    answered = {}
+    _charge_then(monkeypatch, RuntimeError("bug"), before_raise=lambda request: answered.update(at=timezone.now()))
     started = timezone.now()
     with pytest.raises(RuntimeError):
         services.charge(shopper, 1000, "USD", idempotency_key="b-1")
     row = Charge.objects.get(customer=shopper)
     assert (row.status, row.failure_code, row.failure_message) == ("unknown", "error", "RuntimeError while charging")
     assert started + timedelta(seconds=29) < row.next_check_at <= timezone.now() + timedelta(seconds=30)
-    assert row.updated_at > row.created_at
+    assert row.updated_at >= answered["at"]
     after = Charge.objects.get(pk=other.pk)
     assert (after.status, after.failure_code, after.next_check_at) == ("unknown", other.failure_code,
                                                                         other.next_check_at)
@@ -887,7 +888,7 @@ def test_not_processed_only_once_the_processor_settle_time_passed(shopper, neigh
     theirs = Charge.objects.create(customer=neighbour, amount=10, currency="USD", status="unknown",
                                    idempotency_key="theirs")
     record = Charge.objects.create(customer=shopper, amount=500, currency="USD", status="unknown",
-                                   idempotency_key="never-made")
+                                   idempotency_key="never-made", next_check_at=timezone.now())
     monkeypatch.setattr(SandboxProcessor, "charge_lookup_settle_seconds", 1.0)
     now = timezone.now()
     monkeypatch.setattr(charges.timezone, "now", lambda: now)
@@ -1026,3 +1027,55 @@ def test_a_charge_event_of_the_second_account_is_fetched_there(abroad, down):
     down["find_charge"] = -1
     found = charges.link_charge_event("eu", event(sid_of(named), idempotency_key="eu-ev"))
     assert (found.pk, found.status) == (named.pk, "captured")
+
+
+def test_an_answer_after_a_not_processed_look_up_corrects_it(shopper, monkeypatch):
+    real = SandboxProcessor.charge
+
+    def slow(self, request):  # the call takes so long that a sweeper looks it up before it is made
+        row = Charge.objects.get(idempotency_key=request.idempotency_key)
+        Charge.objects.filter(pk=row.pk).update(created_at=timezone.now() - STALE)
+        assert charges.resolve_charge(row).failure_code == "not_processed"
+        return real(self, request)
+
+    monkeypatch.setattr(SandboxProcessor, "charge", slow)
+    record = services.charge(shopper, 1000, "USD", idempotency_key="late-answer")
+    assert (record.status, record.failure_code) == ("captured", "")
+    assert Charge.objects.get().status == "captured"
+
+
+def test_a_failed_charge_is_not_settled_again(customer, card_token):
+    services.add_payment_method(customer, card_token("4000000000001216"))
+    record = services.charge(customer, 500, "USD", idempotency_key="failed-once")
+    assert (record.status, record.failure_code) == ("failed", "processing_error")
+    again = charges._settle(record, p.ChargeResult(reference="ch_x", status="captured", amount=500, currency="USD",
+                                                   amount_captured=500))
+    assert (again.status, again.failure_code) == ("failed", "processing_error")
+
+
+def test_the_first_settled_charge_fixes_the_currency(shopper):
+    services.charge(shopper, 500, "USD", idempotency_key="cur-a")
+    # A charge in another currency that was written before the first one settled (two first charges at once).
+    other = Charge.objects.create(customer=shopper, amount=500, currency="EUR", status="pending",
+                                  idempotency_key="cur-b")
+    charges._settle(other, p.ChargeResult(reference="ch_eur", status="captured", amount=500, currency="EUR",
+                                          amount_captured=500))
+    shopper.refresh_from_db()
+    assert shopper.currency == "USD"
+
+
+def test_a_charge_failure_code_is_cut_to_the_column(shopper, monkeypatch):
+    _answering(monkeypatch, "charge", failure_code="c" * 150)
+    assert services.charge(shopper, 500, "USD", idempotency_key="long-code").failure_code == "c" * 100
+
+
+def test_a_charge_the_webhook_settles_during_a_failed_look_up_stays_settled(shopper, down, monkeypatch):
+    record = lost(shopper, "lag-2", down, amount=850)
+    real = SandboxProcessor.find_charge
+
+    def settled_then_down(self, request):
+        charges._settle(Charge.objects.get(pk=record.pk), real(self, request), source="webhook")
+        raise p.ProcessorUnavailable("down", code="connection_error", processor="sandbox")
+
+    monkeypatch.setattr(SandboxProcessor, "find_charge", settled_then_down)
+    assert charges.resolve_charge(record).status == "captured"

@@ -1079,3 +1079,45 @@ def test_a_charge_the_webhook_settles_during_a_failed_look_up_stays_settled(shop
 
     monkeypatch.setattr(SandboxProcessor, "find_charge", settled_then_down)
     assert charges.resolve_charge(record).status == "captured"
+
+
+def test_a_charge_without_reference_or_description_sends_none(shopper, monkeypatch):
+    seen = []
+    real = SandboxProcessor.charge
+    monkeypatch.setattr(SandboxProcessor, "charge", lambda self, request: seen.append(request) or real(self, request))
+    record = services.charge(shopper, 300, "USD", idempotency_key="bare")
+    assert (record.reference, record.description, seen[0].reference, seen[0].description) == ("", "", "", "")
+
+
+def test_a_failed_charges_key_is_answered_without_calling_the_processor(customer, card_token, monkeypatch):
+    services.add_payment_method(customer, card_token("4000000000001216"))
+    first = services.charge(customer, 500, "USD", idempotency_key="failed-key")
+    calls = []
+    real = SandboxProcessor.charge
+    monkeypatch.setattr(SandboxProcessor, "charge", lambda self, request: calls.append(1) or real(self, request))
+    assert services.charge(customer, 500, "USD", idempotency_key="failed-key").pk == first.pk
+    assert calls == []
+
+
+def test_a_not_processed_key_is_sent_again_from_a_clean_pending_row(shopper, monkeypatch):
+    get_processor("default").faults.fail_next(1, kind="timeout")
+    with pytest.raises(p.ProcessorUnavailable):
+        services.charge(shopper, 500, "USD", idempotency_key="np-clean")
+    seen = []
+    real = SandboxProcessor.charge
+
+    def look(self, request):
+        seen.append(Charge.objects.values_list("status", "failure_code", "failure_message").get())
+        return real(self, request)
+
+    monkeypatch.setattr(SandboxProcessor, "charge", look)
+    services.charge(shopper, 500, "USD", idempotency_key="np-clean")
+    assert seen == [("pending", "", "")]
+
+
+def test_no_method_named_charges_the_default_one(customer, card_token):
+    first, _ = services.add_payment_method(customer, card_token())
+    second, _ = services.add_payment_method(customer, card_token("5555555555554444"))
+    for method, key in ((first, "d-1"), (second, "d-2")):
+        services.set_default_payment_method(customer, method.uid)
+        assert services.charge(customer, 100, "USD", idempotency_key=key).payment_method_id == method.pk

@@ -10,6 +10,12 @@ threshold, or when a documented survivor no longer exists (the list must stay tr
     python tests/mutation/run.py                    # every mutant (several minutes on 2 cores)
     python tests/mutation/run.py --sample 30        # a deterministic 30 % sample (CI)
     python tests/mutation/run.py --threshold 90
+
+Mutants run on in-memory SQLite, where ``select_for_update()`` is a no-op. With
+``MUTATION_DATABASE_URL`` set (CI: the PostgreSQL server), every survivor whose change touches a
+``select_for_update`` line is run again there — its tests plus ``postgres_tests`` of
+``[tool.vault_wallets.mutation]`` (the lock races, which skip on SQLite) — and counts as killed if
+it dies there (``mutants/postgres.json``). ``--recheck-only`` does only that step and the report.
 """
 
 from __future__ import annotations
@@ -57,6 +63,11 @@ def module_floors() -> dict[str, float]:
     return dict(tool.get("vault_wallets", {}).get("mutation", {}).get("floors", {}))
 
 
+def postgres_tests() -> list[str]:
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    return list(tool.get("vault_wallets", {}).get("mutation", {}).get("postgres_tests", []))
+
+
 def documented_survivors() -> dict[str, str]:
     if not DOC.exists():
         return {}
@@ -102,10 +113,62 @@ def run(percent: int) -> None:
     subprocess.run([*MUTMUT, "run", *args], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, check=False)
 
 
+def touches_lock(mutant: str) -> bool:
+    """Whether the mutant's diff (``mutmut show``) adds or removes a ``select_for_update`` line."""
+    shown = subprocess.run([*MUTMUT, "show", mutant], cwd=ROOT, capture_output=True, text=True, check=False)
+    return any(line.startswith(("+", "-")) and not line.startswith(("+++", "---")) and "select_for_update" in line
+               for line in shown.stdout.splitlines())
+
+
+def tests_reaching(mutant: str) -> list[str]:
+    """The tests mutmut's stats say reach the mutated function (what mutmut runs it against)."""
+    stats = json.loads((ROOT / "mutants" / "mutmut-stats.json").read_text())
+    function = re.sub(r"__mutmut_\d+$", "", mutant)
+    return sorted(stats.get("tests_by_mangled_function_name", {}).get(function, []))
+
+
+def _pytest_on(database_url: str, mutant: str, tests: list[str]) -> int:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PY_IGNORE_IMPORTMISMATCH": "1", "MUTANT_UNDER_TEST": mutant,
+           "DATABASE_URL": database_url,
+           "TEST_DATABASE_NAME": os.environ.get("MUTATION_TEST_DATABASE_NAME", "test_vault_wallets_mutation")}
+    command = [sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:cacheprovider",
+               "-p", "no:randomly", *tests]
+    try:
+        return subprocess.run(command, cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, timeout=900, check=False).returncode
+    except subprocess.TimeoutExpired:
+        return -1  # a lock mutant that hangs (deadlock) is caught, as mutmut counts a timeout
+
+
+def recheck_on_postgres(database_url: str) -> None:
+    """Run the lock-touching survivors again on ``database_url``; record which die there."""
+    survivors = sorted(name for name, status in read_results().items() if status == "survived"
+                       and module_of(name, configured_modules()))
+    locks = [name for name in survivors if touches_lock(name)]
+    outcome: dict[str, str] = {}
+    if locks:
+        extra = postgres_tests()
+        clean = sorted({*extra, *(t for name in locks for t in tests_reaching(name))})
+        if _pytest_on(database_url, "", clean) != 0:  # the unmutated code must pass there first
+            print(f"PostgreSQL re-check skipped: the tests fail on {database_url.split('@')[-1]} without a mutant")
+            return
+        for name in locks:
+            code = _pytest_on(database_url, name, sorted({*extra, *tests_reaching(name)}))
+            outcome[name] = "killed" if code in (1, -1) else "survived" if code == 0 else f"error (exit {code})"
+            print(f"{name}: {outcome[name]} on PostgreSQL")
+    (ROOT / "mutants" / "postgres.json").write_text(json.dumps(outcome, indent=2, sort_keys=True))
+
+
+def killed_on_postgres() -> dict[str, str]:
+    path = ROOT / "mutants" / "postgres.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def report(threshold: float, percent: int) -> int:
     modules = configured_modules()
     results = read_results()
     documented = documented_survivors()
+    on_postgres = killed_on_postgres()
     per_module: dict[str, dict] = defaultdict(lambda: {"killed": 0, "survived": [], "equivalent": [],
                                                       "not_run": 0, "other": []})
     for name, status in sorted(results.items()):
@@ -115,7 +178,7 @@ def report(threshold: float, percent: int) -> int:
         row = per_module[module]
         if status == "not checked":
             row["not_run"] += 1
-        elif status in KILLED:
+        elif status in KILLED or (status == "survived" and on_postgres.get(name) == "killed"):
             row["killed"] += 1
         elif status == "survived" and name in documented:
             row["equivalent"].append(name)
@@ -149,6 +212,10 @@ def report(threshold: float, percent: int) -> int:
         if survivors:
             lines.append("")
             lines.append(f"Survivors in `{module}` (see `mutmut show NAME`): " + ", ".join(survivors))
+    pg_killed = sorted(name for name, outcome in on_postgres.items() if outcome == "killed" and name in results)
+    if pg_killed:
+        lines.append("")
+        lines.append("Survived on SQLite, killed on PostgreSQL (lock mutants): " + ", ".join(pg_killed))
     text = "\n".join(lines)
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "report.md").write_text(f"Sample: {percent} % of mutants\n\n{text}\n")
@@ -163,16 +230,21 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=100, help="percent of mutants to run (deterministic)")
     parser.add_argument("--threshold", type=float, default=90.0, help="minimum percent killed per module")
     parser.add_argument("--report-only", action="store_true", help="score the last run again without running")
+    parser.add_argument("--recheck-only", action="store_true",
+                        help="only re-run the lock survivors on MUTATION_DATABASE_URL, then report")
     options = parser.parse_args()
     if not 1 <= options.sample <= 100:
         parser.error("--sample is a percentage between 1 and 100")
-    if not options.report_only:
+    if not (options.report_only or options.recheck_only):
         # A test that fails only in a forked child (as mutmut runs each mutant) would "kill" every
         # mutant it reaches: refuse to score with such a test in the selection.
         if subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "fork_check.py")], cwd=ROOT).returncode:
             print("the mutation test selection is not fork-safe (see above): scores would be meaningless")
             return 1
-        run(options.sample)
+        run(options.sample)  # (starts from an empty mutants/: no earlier postgres.json)
+    database_url = os.environ.get("MUTATION_DATABASE_URL", "")
+    if database_url and not options.report_only:
+        recheck_on_postgres(database_url)
     return report(options.threshold, options.sample)
 
 

@@ -278,6 +278,16 @@ def _dig(data: Any, *path: str) -> Any:
     return data
 
 
+def _approved(details: Any) -> set[str]:
+    """The applications of a Transaction Details answer that succeeded (``rCode`` 1): ``ics_auth``,
+    ``ics_bill``, ``ics_credit``, ``ics_auth_reversal``, ``ics_void``."""
+    return {
+        str(a.get("name"))
+        for a in _dig(details, "applicationInformation", "applications") or []
+        if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
+    }
+
+
 def _link_id(link: Any) -> str:
     if not isinstance(link, Mapping):
         return ""
@@ -1157,11 +1167,7 @@ class CyberSourceProcessor(BaseProcessor):
         related transactions): authorized, captured (and how much), voided or refunded."""
         details = self._json("GET", TRANSACTION, params={"id": reference})
         applications = _dig(details, "applicationInformation", "applications") or []
-        approved = {
-            str(a.get("name"))
-            for a in applications
-            if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
-        }
+        approved = _approved(details)
         names = {str(a.get("name")) for a in applications if isinstance(a, Mapping)}
         amounts = _dig(details, "orderInformation", "amountDetails") or {}
         currency = str(amounts.get("currency") or "").upper()
@@ -1219,11 +1225,7 @@ class CyberSourceProcessor(BaseProcessor):
     def _classify_follow_on(other: Mapping[str, Any], currency: str, pending: list, tally: dict) -> None:
         """What one related transaction did (approved applications only); a capture's own
         follow-ons are read next."""
-        done = {
-            str(a.get("name"))
-            for a in _dig(other, "applicationInformation", "applications") or []
-            if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
-        }
+        done = _approved(other)
         value = (_dig(other, "orderInformation", "amountDetails") or {}).get("totalAmount")
         try:
             amount = to_minor(value, currency)
@@ -1263,12 +1265,7 @@ class CyberSourceProcessor(BaseProcessor):
 
     def _transaction_facts(self, reference: str) -> dict[str, Any]:
         details = self._json("GET", TRANSACTION, params={"id": reference})
-        applications = _dig(details, "applicationInformation", "applications") or []
-        succeeded = {
-            str(a.get("name"))
-            for a in applications
-            if isinstance(a, Mapping) and str(a.get("rCode", "1")) == "1"
-        }
+        succeeded = _approved(details)
         kind = (
             "sale"
             if {"ics_auth", "ics_bill"} <= succeeded

@@ -107,10 +107,11 @@ def _insert_plan(conn) -> tuple:
         fields = tuple((f, isinstance(f, EncryptedField)) for f in meta.concrete_fields if not f.primary_key)
         sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f, _ in fields)}) "  # noqa: S608
                f"VALUES ({', '.join(['%s'] * len(fields))})")
-        returning = None
-        if conn.features.can_return_columns_from_insert:
-            returning = conn.ops.return_insert_columns([meta.pk])
-            sql += " " + returning[0]
+        # ``RETURNING`` written out (PostgreSQL, SQLite ≥ 3.35): Django's own helpers for it are
+        # private and changed between 5.2 and 6.0; other backends read the id back instead.
+        returning = conn.vendor in ("postgresql", "sqlite") and conn.features.can_return_columns_from_insert
+        if returning:
+            sql += f" RETURNING {qn(meta.pk.column)}"
         plan = _INSERT_PLANS[conn.alias] = (sql, fields, returning)
     return plan
 
@@ -132,8 +133,8 @@ def _insert_event(event: WebhookEvent) -> None:
         params.append(value)
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
-        if returning is not None:
-            event.pk = conn.ops.fetch_returned_insert_columns(cursor, returning[1])[0]
+        if returning:
+            event.pk = cursor.fetchone()[0]
         else:
             event.pk = conn.ops.last_insert_id(cursor, WebhookEvent._meta.db_table, WebhookEvent._meta.pk.column)
     event._state.adding = False

@@ -118,9 +118,9 @@ def _send(task, *args, countdown=None) -> bool:
 def _publish_events(event_pks: list[int]) -> None:
     """The relay's publisher for events: one message for all the events handed over together."""
     if len(event_pks) == 1:
-        process_webhook_event.apply_async(args=event_pks, retry=False)
+        process_webhook_event.apply_async(args=(event_pks[0],), retry=False)
     else:
-        process_webhook_events.apply_async(args=[event_pks], retry=False)
+        process_webhook_events.apply_async(args=(event_pks,), retry=False)
 
 
 def enqueue_event(event_pk: int) -> bool:

@@ -73,7 +73,7 @@ def test_a_batch_of_one_or_many_events_is_one_message(monkeypatch):
     monkeypatch.setattr(tasks.process_webhook_events, "apply_async", lambda **kw: sent.append(("many", kw["args"])))
     tasks._publish_events([4])
     tasks._publish_events([5, 6, 7])
-    assert sent == [("one", [4]), ("many", [[5, 6, 7]])]
+    assert sent == [("one", (4,)), ("many", ([5, 6, 7],))]
 
 
 def _stored(sandbox, data):

@@ -375,7 +375,7 @@ class NocChunk(models.Model):
         constraints = [models.UniqueConstraint(fields=["event", "index"], name="vw_noc_chunk_once")]
 
     def __str__(self) -> str:
-        return f"{self.event_id} chunk {self.index} ({self.status})"
+        return f"chunk {self.index} ({self.status})"
 
 
 class PaymentMethodChange(models.Model):

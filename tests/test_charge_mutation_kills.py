@@ -1121,3 +1121,53 @@ def test_no_method_named_charges_the_default_one(customer, card_token):
     for method, key in ((first, "d-1"), (second, "d-2")):
         services.set_default_payment_method(customer, method.uid)
         assert services.charge(customer, 100, "USD", idempotency_key=key).payment_method_id == method.pk
+
+
+def test_a_settled_charge_signals_its_listeners_after_commit(shopper, down, django_capture_on_commit_callbacks):
+    """``charge_updated`` tells the shop a charge settled (fulfil the order): on commit, not before,
+    with that charge in its settled state — for a charge answered at once and for one settled later
+    by a look-up."""
+    from vault_wallets.signals import charge_updated
+
+    seen = []
+
+    def listener(sender, charge, **kwargs):
+        seen.append((sender, charge.pk, Charge.objects.get(pk=charge.pk).status, charge.status))
+
+    charge_updated.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks() as on_commit:
+            paid = services.charge(shopper, 1200, "USD", idempotency_key="sig-1")
+        assert seen == []  # not before the commit
+        for callback in on_commit:
+            callback()
+        assert seen == [(Charge, paid.pk, "captured", "captured")]
+        with django_capture_on_commit_callbacks(execute=True):
+            held = services.charge(shopper, 800, "USD", idempotency_key="sig-2", capture=False)
+        assert seen[1:] == [(Charge, held.pk, "authorized", "authorized")]
+        unknown = lost(shopper, "sig-3", down)
+        del seen[:]
+        with django_capture_on_commit_callbacks(execute=True):
+            charges.resolve_charge(unknown)
+        assert seen == [(Charge, unknown.pk, "captured", "captured")]
+    finally:
+        charge_updated.disconnect(listener)
+
+
+def test_a_customer_whose_only_card_closed_has_no_default_to_charge(customer, card_token, sandbox):
+    """With no method named, only the default is charged: once the customer's only card is closed
+    there is none, and the answer says so (the shopper must pick or add a method), not that some
+    card cannot be charged; nothing is recorded."""
+    from vault_wallets.exceptions import NoDefaultPaymentMethod
+    from vault_wallets.models import SavedPaymentMethod
+    from vault_wallets.services import events
+
+    card, _ = services.add_payment_method(customer, card_token())
+    sandbox.network_update(card.processor_ref.method_id, closed=True)
+    events.refresh_payment_method(card)
+    card.refresh_from_db()
+    assert card.status == p.METHOD_CLOSED and not card.is_default
+    assert list(SavedPaymentMethod.objects.visible().filter(customer=customer)) == [card]
+    with pytest.raises(NoDefaultPaymentMethod):
+        services.charge(customer, 500, "USD", idempotency_key="only-closed")
+    assert not Charge.objects.filter(customer=customer).exists()

@@ -116,3 +116,98 @@ def test_the_body_limit_admits_exactly_the_limit(method, sandbox, settings, chun
     settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "WEBHOOK_MAX_BODY_BYTES": len(body) - 1}
     over = _send(body, headers, chunked)
     assert over.status_code == 413 and over.json()["error"]["code"] == "payload_too_large"
+
+
+class _Stream(io.BytesIO):
+    """A de-chunked request body as the server hands it to Django, counting the bytes taken from it."""
+
+    taken = 0
+
+    def read(self, size=-1, /):
+        data = super().read(size)
+        self.taken += len(data)
+        return data
+
+
+def test_a_chunked_body_over_the_limit_is_refused_after_reading_the_limit(method, sandbox, settings):
+    """A chunked delivery has no Content-Length to refuse it by: a sender streaming far more than the
+    limit gets 413 once limit + 1 bytes were read (not after the server buffered all of it), and a
+    correctly signed delivery over the limit is not stored."""
+    ids = [method.processor_ref.method_id] * 40
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": ids}, event_id="evt_chunked_over")
+    limit = 256
+    assert len(body) > 4 * limit
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "WEBHOOK_MAX_BODY_BYTES": limit}
+    stream = _Stream(body)
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
+    meta.update({"wsgi.input": stream, "CONTENT_LENGTH": "", "HTTP_TRANSFER_ENCODING": "chunked",
+                 "wsgi.input_terminated": True})
+    response = Client().generic("POST", URL, b"", content_type="application/json", **meta)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert stream.taken <= limit + 1
+    assert not WebhookEvent.objects.exists()
+
+
+def test_a_body_declared_over_the_limit_is_refused_unread(method, sandbox, settings):
+    """A Content-Length over the limit is refused from the header alone: nothing of the body is read."""
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
+                                        event_id="evt_declared_over")
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "WEBHOOK_MAX_BODY_BYTES": len(body) - 1}
+    stream = _Stream(body)
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
+    meta.update({"wsgi.input": stream, "CONTENT_LENGTH": str(len(body))})
+    response = Client().generic("POST", URL, b"", content_type="application/json", **meta)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+    assert stream.taken == 0
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("content_length", [None, "twelve"])
+def test_a_body_of_unknown_length_is_read_as_empty_and_refused_as_a_bad_delivery(method, sandbox, content_length):
+    """No Content-Length and no Transfer-Encoding means no body (HTTP/1.1); an unreadable Content-Length
+    leaves Django nothing to read either.  Either way the delivery is an empty body whose signature does
+    not match: a 400, not "send a Content-Length" (411) and never a 500."""
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
+                                        event_id="evt_no_length")
+    meta = {f"HTTP_{k.upper().replace('-', '_')}": v for k, v in headers.items() if k != "content-type"}
+    if content_length is None:
+        response = Client().generic("POST", URL, b"", content_type="application/json", **meta)
+    else:
+        response = Client().generic("POST", URL, body, content_type="application/json", CONTENT_LENGTH=content_length,
+                                    **meta)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "verification_failed"
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("event_id, stored", [
+    ("evt_ctl\x01", False), ("evt_ctl\x1f", False), ("evt_line\nbreak", False), ("evt with a space", True),
+])
+def test_an_event_id_is_stored_only_without_control_characters(method, sandbox, event_id, stored):
+    """A correctly signed delivery whose event id holds a control character (under U+0020) is refused
+    with the reason; printable ids, spaces included, are stored."""
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
+                                        event_id=event_id)
+    response = post(body, headers)
+    if stored:
+        assert response.status_code == 200, response.content
+        assert WebhookEvent.objects.filter(event_id=event_id).exists()
+    else:
+        assert response.status_code == 400
+        assert response.json()["error"] == {
+            "code": "malformed_payload",
+            "message": "the event id or type holds control characters or lone surrogates"}
+        assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("claimed", [("evt_typed", ["provider.noc"]), (12345, "provider.noc"),
+                                     ("evt_typed", "provider.noc\ttab")])
+def test_an_event_id_or_type_that_is_not_clean_text_is_refused(method, sandbox, monkeypatch, claimed):
+    """Whatever a processor module hands back as the id and type of a signed delivery, only clean text
+    is stored: anything else is a 400 that says which part is at fault."""
+    monkeypatch.setattr(type(sandbox), "webhook_event_id", lambda self, request: claimed)
+    headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]})
+    response = post(body, headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "malformed_payload", "message": "the event id or type holds control characters or lone surrogates"}
+    assert not WebhookEvent.objects.exists()

@@ -311,3 +311,29 @@ def test_a_card_saved_by_an_earlier_release_is_still_recognised(customer, card_t
     assert not created and again.pk == earlier.pk
     assert list(SavedPaymentMethod.objects.visible().filter(customer=customer).values_list("pk", flat=True)) == [
         earlier.pk]
+
+
+def test_a_duplicate_the_processor_matched_to_the_saved_method_is_not_deleted(customer, card_token, other,
+                                                                              monkeypatch):
+    """A processor that matches a card to the method it already holds (the same method id) and
+    answers with a new token for it: the method is the one kept, so nothing is deleted there."""
+    import dataclasses
+
+    kept = _add(customer, card_token, VISA)
+    klass = type(get_processor(customer.account))
+    vault, delete = klass.vault_payment_method, klass.delete_payment_method
+
+    def match_or_create(self, request):
+        new = vault(self, request)
+        for held in self.list_payment_methods(request.customer):
+            if held.fingerprint == new.fingerprint and held.method_id != new.method_id:
+                delete(self, request.customer, new.ref)  # it created nothing: the card is the held method
+                return dataclasses.replace(held, token=f"{held.token}-reissued")
+        return new
+
+    monkeypatch.setattr(klass, "vault_payment_method", match_or_create)
+    again, created = services.add_payment_method(customer, card_token(VISA))
+    assert not created and again.pk == kept.pk
+    assert _at_processor(customer) == {kept.processor_token: True}
+    second = _add(customer, card_token, MASTERCARD)  # a new card is still saved as a new method
+    assert _at_processor(customer) == {kept.processor_token: True, second.processor_token: False}

@@ -91,14 +91,16 @@ def test_defaults_dates_booleans_json_and_encrypted_json_round_trip(path):
     before = timezone.now()
     processed = datetime.datetime(2026, 11, 30, 23, 59, 58, 123456, tzinfo=datetime.timezone.utc)
     notes = ["line\nbreak", "back\\slash", "tab\tand \"quotes\"", {"nested": "\\N"}]
-    importing.fast_insert(WebhookEvent, [
-        SimpleNamespace(account="default", processor="sandbox", event_id="evt_1", event_id_hash="1" * 64,
-                        remote_addr="203.0.113.9", headers={"content-type": "application/json", "x": [1, "\\"]},
-                        body="{\"id\": \"evt_1\"}\n", attempts=3, notes=notes, processed_at=processed,
-                        next_attempt_at=None, status="processed"),
-        SimpleNamespace(account="default", processor="sandbox", event_id="evt_2", event_id_hash="2" * 64,
-                        body="", last_error="", last_traceback=""),
-    ])
+    with CaptureQueriesContext(connection) as event_queries:  # encrypted JSON is bytea too: still COPY
+        importing.fast_insert(WebhookEvent, [
+            SimpleNamespace(account="default", processor="sandbox", event_id="evt_1", event_id_hash="1" * 64,
+                            remote_addr="203.0.113.9", headers={"content-type": "application/json", "x": [1, "\\"]},
+                            body="{\"id\": \"evt_1\"}\n", attempts=3, notes=notes, processed_at=processed,
+                            next_attempt_at=None, status="processed"),
+            SimpleNamespace(account="default", processor="sandbox", event_id="evt_2", event_id_hash="2" * 64,
+                            body="", last_error="", last_traceback=""),
+        ])
+    assert len(_inserts(event_queries)) == _expected_inserts(path)
     with CaptureQueriesContext(connection) as queries:
         importing.fast_insert(Charge, [
             SimpleNamespace(customer_id=owner.pk, amount=1250, currency="USD", idempotency_key="k1"),

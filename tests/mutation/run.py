@@ -149,18 +149,19 @@ def tests_reaching(mutant: str) -> list[str]:
     return sorted(stats.get("tests_by_mangled_function_name", {}).get(function, []))
 
 
-def _pytest_on(database_url: str, mutant: str, tests: list[str], *, create_db: bool = False) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PY_IGNORE_IMPORTMISMATCH": "1", "MUTANT_UNDER_TEST": mutant,
+def _pytest_on(database_url: str, mutants: dict[str, list[str]]) -> dict[str, int]:
+    """Each mutant's tests on ``database_url`` (``tests/mutation/pg_recheck.py``: one process, a
+    forked child per mutant); ``""`` is the unmutated run of every test. Exit codes; -1: timed out
+    (a lock mutant that hangs in a deadlock is caught, as mutmut counts a timeout)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PY_IGNORE_IMPORTMISMATCH": "1", "MUTANT_UNDER_TEST": "",
            "DATABASE_URL": database_url,
            "TEST_DATABASE_NAME": os.environ.get("MUTATION_TEST_DATABASE_NAME", "test_vault_wallets_mutation")}
-    # The clean run creates the test database afresh; each mutant's run then reuses it (no migrations).
-    command = [sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", "--reuse-db", *(["--create-db"] if create_db else []), *tests]
-    try:
-        return subprocess.run(command, cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=900, check=False).returncode
-    except subprocess.TimeoutExpired:
-        return -1  # a lock mutant that hangs (deadlock) is caught, as mutmut counts a timeout
+    plan, results = ROOT / "mutants" / "postgres-plan.json", ROOT / "mutants" / "postgres-exit-codes.json"
+    plan.write_text(json.dumps({"mutants": mutants, "timeout": 900}))
+    results.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "pg_recheck.py"), str(plan), str(results)],
+                   cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return json.loads(results.read_text()) if results.exists() else {"": -2}
 
 
 def postgres_candidates() -> dict[str, list[str]]:
@@ -188,13 +189,12 @@ def recheck_on_postgres(database_url: str) -> None:
     candidates = postgres_candidates()
     outcome: dict[str, str] = {}
     if candidates:
-        clean = sorted({test for tests in candidates.values() for test in tests})
-        # The unmutated code must pass there first (this run also creates the test database).
-        if _pytest_on(database_url, "", clean, create_db=True) != 0:
+        codes = _pytest_on(database_url, candidates)
+        if codes.get("") != 0:  # the unmutated code must pass there first
             print(f"PostgreSQL re-check skipped: the tests fail on {database_url.split('@')[-1]} without a mutant")
             return
-        for name, tests in candidates.items():
-            code = _pytest_on(database_url, name, tests)
+        for name in candidates:
+            code = codes.get(name, -2)
             outcome[name] = "killed" if code in (1, -1) else "survived" if code == 0 else f"error (exit {code})"
             print(f"{name}: {outcome[name]} on PostgreSQL")
     (ROOT / "mutants" / "postgres.json").write_text(json.dumps(outcome, indent=2, sort_keys=True))

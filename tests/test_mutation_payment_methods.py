@@ -262,3 +262,78 @@ def test_make_default_moves_the_default_at_the_processor_too(customer, card_toke
     assert _defaults(customer) == [third.pk]
     assert _at_processor(customer) == {first.processor_token: False, second.processor_token: False,
                                        third.processor_token: True}
+
+
+def test_saving_a_card_again_leaves_the_default_where_it_was(customer, card_token, other, sandbox):
+    """The same card added again (not asked to become the default) changes nothing, here or at the processor."""
+    default = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    again, created = services.add_payment_method(customer, card_token(MASTERCARD))
+    assert not created and again.pk == second.pk
+    assert _defaults(customer) == [default.pk]
+    assert _at_processor(customer) == {default.processor_token: True, second.processor_token: False}
+
+
+def test_methods_without_a_processor_fingerprint_are_never_taken_for_duplicates(customer, card_token, other,
+                                                                                 monkeypatch):
+    """A processor that reports no fingerprint for a method: each one saved is a new method
+    (there is nothing to recognise a duplicate by), never "the same" as another without one."""
+    import dataclasses
+
+    klass = type(get_processor(customer.account))
+    vault = klass.vault_payment_method
+    monkeypatch.setattr(klass, "vault_payment_method",
+                        lambda self, request: dataclasses.replace(vault(self, request), fingerprint=""))
+    first = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    assert first.pk != second.pk
+    assert set(SavedPaymentMethod.objects.visible().filter(customer=customer).values_list("pk", flat=True)) == {
+        first.pk, second.pk}
+
+
+def test_a_card_saved_by_an_earlier_release_is_still_recognised(customer, card_token, other):
+    """Stored fingerprints are data kept across upgrades: the HMAC under the server's
+    "fingerprint" key of the account, the method type and the processor's fingerprint.  A card
+    saved before an upgrade (its row written with that value) is found again as a duplicate."""
+    from vault_wallets import ids
+
+    customer = ensure_processor_customer(customer)
+    processor = get_processor(customer.account)
+    vaulted = processor.vault_payment_method(p.VaultRequest(customer=customer.processor_ref,
+                                                            temporary_token=card_token(VISA)))
+    assert vaulted.fingerprint
+    earlier = SavedPaymentMethod.objects.create(
+        customer=customer, method_type=vaulted.method_type, processor_token=vaulted.token,
+        processor_lookup=SavedPaymentMethod.lookup_for(customer.account, vaulted.method_id),
+        fingerprint=ids.keyed_hash("fingerprint", customer.account, vaulted.method_type, vaulted.fingerprint),
+        brand=vaulted.brand, last4=vaulted.last4, is_default=True)
+    again, created = services.add_payment_method(customer, card_token(VISA))
+    assert not created and again.pk == earlier.pk
+    assert list(SavedPaymentMethod.objects.visible().filter(customer=customer).values_list("pk", flat=True)) == [
+        earlier.pk]
+
+
+def test_a_duplicate_the_processor_matched_to_the_saved_method_is_not_deleted(customer, card_token, other,
+                                                                              monkeypatch):
+    """A processor that matches a card to the method it already holds (the same method id) and
+    answers with a new token for it: the method is the one kept, so nothing is deleted there."""
+    import dataclasses
+
+    kept = _add(customer, card_token, VISA)
+    klass = type(get_processor(customer.account))
+    vault, delete = klass.vault_payment_method, klass.delete_payment_method
+
+    def match_or_create(self, request):
+        new = vault(self, request)
+        for held in self.list_payment_methods(request.customer):
+            if held.fingerprint == new.fingerprint and held.method_id != new.method_id:
+                delete(self, request.customer, new.ref)  # it created nothing: the card is the held method
+                return dataclasses.replace(held, token=f"{held.token}-reissued")
+        return new
+
+    monkeypatch.setattr(klass, "vault_payment_method", match_or_create)
+    again, created = services.add_payment_method(customer, card_token(VISA))
+    assert not created and again.pk == kept.pk
+    assert _at_processor(customer) == {kept.processor_token: True}
+    second = _add(customer, card_token, MASTERCARD)  # a new card is still saved as a new method
+    assert _at_processor(customer) == {kept.processor_token: True, second.processor_token: False}

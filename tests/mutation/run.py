@@ -15,12 +15,17 @@ Mutants run on in-memory SQLite, where ``select_for_update()`` is a no-op. With
 ``MUTATION_DATABASE_URL`` set (CI: the PostgreSQL server), every survivor whose change touches a
 ``select_for_update`` line is run again there — its tests plus ``postgres_tests`` of
 ``[tool.vault_wallets.mutation]`` (the lock races, which skip on SQLite) — and counts as killed if
-it dies there (``mutants/postgres.json``). ``--recheck-only`` does only that step and the report.
+it dies there (``mutants/postgres.json``). So is every mutant of code that only runs on PostgreSQL
+(``[tool.vault_wallets.mutation.postgres_only]``: a glob of mutated function names → the tests
+that run it there), whether it survived on SQLite or no SQLite test reached it; without
+``MUTATION_DATABASE_URL`` those count as not killed. ``--recheck-only`` does only that step and
+the report.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import hashlib
 import json
 import os
@@ -28,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -66,6 +72,22 @@ def module_floors() -> dict[str, float]:
 def postgres_tests() -> list[str]:
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
     return list(tool.get("vault_wallets", {}).get("mutation", {}).get("postgres_tests", []))
+
+
+def postgres_only() -> dict[str, list[str]]:
+    """Code that runs only on PostgreSQL: a glob of mangled function names (``x_f``, ``xǁCǁm``)
+    → the tests that run it there (``[tool.vault_wallets.mutation.postgres_only]``)."""
+    tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]
+    table = tool.get("vault_wallets", {}).get("mutation", {}).get("postgres_only", {})
+    return {pattern: list(tests) for pattern, tests in table.items()}
+
+
+def postgres_only_tests(mutant: str, table: dict[str, list[str]]) -> list[str] | None:
+    """The tests that run ``mutant``'s function on PostgreSQL, or None when it runs on SQLite too."""
+    module, _, function = re.sub(r"__mutmut_\d+$", "", mutant).rpartition(".")
+    found = [test for pattern, tests in table.items()
+             if fnmatch.fnmatchcase(f"{module}.{function}", pattern) for test in tests]
+    return sorted(set(found)) if found else None
 
 
 def documented_survivors() -> dict[str, str]:
@@ -127,36 +149,56 @@ def tests_reaching(mutant: str) -> list[str]:
     return sorted(stats.get("tests_by_mangled_function_name", {}).get(function, []))
 
 
-def _pytest_on(database_url: str, mutant: str, tests: list[str]) -> int:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PY_IGNORE_IMPORTMISMATCH": "1", "MUTANT_UNDER_TEST": mutant,
+def _pytest_on(database_url: str, mutants: dict[str, list[str]]) -> dict[str, int]:
+    """Each mutant's tests on ``database_url`` (``tests/mutation/pg_recheck.py``: one process, a
+    forked child per mutant); ``""`` is the unmutated run of every test. Exit codes; -1: timed out
+    (a lock mutant that hangs in a deadlock is caught, as mutmut counts a timeout)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PY_IGNORE_IMPORTMISMATCH": "1", "MUTANT_UNDER_TEST": "",
            "DATABASE_URL": database_url,
            "TEST_DATABASE_NAME": os.environ.get("MUTATION_TEST_DATABASE_NAME", "test_vault_wallets_mutation")}
-    command = [sys.executable, "-m", "pytest", "--rootdir=.", "-x", "-q", "-p", "no:cacheprovider",
-               "-p", "no:randomly", *tests]
-    try:
-        return subprocess.run(command, cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, timeout=900, check=False).returncode
-    except subprocess.TimeoutExpired:
-        return -1  # a lock mutant that hangs (deadlock) is caught, as mutmut counts a timeout
+    plan, results = ROOT / "mutants" / "postgres-plan.json", ROOT / "mutants" / "postgres-exit-codes.json"
+    plan.write_text(json.dumps({"mutants": mutants, "timeout": 900}))
+    results.unlink(missing_ok=True)
+    subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "pg_recheck.py"), str(plan), str(results)],
+                   cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    return json.loads(results.read_text()) if results.exists() else {"": -2}
+
+
+def postgres_candidates() -> dict[str, list[str]]:
+    """The mutants to run again on PostgreSQL, each with its tests there: lock-touching survivors
+    (their own tests and ``postgres_tests``), and every mutant of ``postgres_only`` code that
+    SQLite did not kill (survived, or no SQLite test reached it) with that code's tests."""
+    modules, table = configured_modules(), postgres_only()
+    candidates: dict[str, list[str]] = {}
+    for name, status in sorted(read_results().items()):
+        if not module_of(name, modules):
+            continue
+        only = postgres_only_tests(name, table)
+        if only is not None:
+            if status in ("survived", "no tests"):
+                candidates[name] = only
+        elif status == "survived" and touches_lock(name):
+            candidates[name] = sorted({*postgres_tests(), *tests_reaching(name)})
+    return candidates
 
 
 def recheck_on_postgres(database_url: str) -> None:
-    """Run the lock-touching survivors again on ``database_url``; record which die there."""
-    survivors = sorted(name for name, status in read_results().items() if status == "survived"
-                       and module_of(name, configured_modules()))
-    locks = [name for name in survivors if touches_lock(name)]
+    """Run the lock-touching survivors and the PostgreSQL-only mutants again on ``database_url``;
+    record which die there."""
+    started = time.monotonic()
+    candidates = postgres_candidates()
     outcome: dict[str, str] = {}
-    if locks:
-        extra = postgres_tests()
-        clean = sorted({*extra, *(t for name in locks for t in tests_reaching(name))})
-        if _pytest_on(database_url, "", clean) != 0:  # the unmutated code must pass there first
+    if candidates:
+        codes = _pytest_on(database_url, candidates)
+        if codes.get("") != 0:  # the unmutated code must pass there first
             print(f"PostgreSQL re-check skipped: the tests fail on {database_url.split('@')[-1]} without a mutant")
             return
-        for name in locks:
-            code = _pytest_on(database_url, name, sorted({*extra, *tests_reaching(name)}))
+        for name in candidates:
+            code = codes.get(name, -2)
             outcome[name] = "killed" if code in (1, -1) else "survived" if code == 0 else f"error (exit {code})"
             print(f"{name}: {outcome[name]} on PostgreSQL")
     (ROOT / "mutants" / "postgres.json").write_text(json.dumps(outcome, indent=2, sort_keys=True))
+    print(f"PostgreSQL re-check: {len(outcome)} mutants in {time.monotonic() - started:.0f} s")
 
 
 def killed_on_postgres() -> dict[str, str]:
@@ -178,9 +220,9 @@ def report(threshold: float, percent: int) -> int:
         row = per_module[module]
         if status == "not checked":
             row["not_run"] += 1
-        elif status in KILLED or (status == "survived" and on_postgres.get(name) == "killed"):
+        elif status in KILLED or (status in ("survived", "no tests") and on_postgres.get(name) == "killed"):
             row["killed"] += 1
-        elif status == "survived" and name in documented:
+        elif status in ("survived", "no tests") and name in documented:
             row["equivalent"].append(name)
         elif status == "survived":
             row["survived"].append(name)
@@ -215,7 +257,8 @@ def report(threshold: float, percent: int) -> int:
     pg_killed = sorted(name for name, outcome in on_postgres.items() if outcome == "killed" and name in results)
     if pg_killed:
         lines.append("")
-        lines.append("Survived on SQLite, killed on PostgreSQL (lock mutants): " + ", ".join(pg_killed))
+        lines.append("Not killed on SQLite, killed on PostgreSQL (lock and PostgreSQL-only mutants): "
+                     + ", ".join(pg_killed))
     text = "\n".join(lines)
     (ROOT / "mutants").mkdir(exist_ok=True)
     (ROOT / "mutants" / "report.md").write_text(f"Sample: {percent} % of mutants\n\n{text}\n")
@@ -231,7 +274,8 @@ def main() -> int:
     parser.add_argument("--threshold", type=float, default=90.0, help="minimum percent killed per module")
     parser.add_argument("--report-only", action="store_true", help="score the last run again without running")
     parser.add_argument("--recheck-only", action="store_true",
-                        help="only re-run the lock survivors on MUTATION_DATABASE_URL, then report")
+                        help="only re-run the lock survivors and the PostgreSQL-only mutants on "
+                             "MUTATION_DATABASE_URL, then report")
     options = parser.parse_args()
     if not 1 <= options.sample <= 100:
         parser.error("--sample is a percentage between 1 and 100")

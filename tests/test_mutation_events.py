@@ -847,3 +847,22 @@ def test_a_batch_goes_on_past_a_removed_method(customer, methods):
     assert SavedPaymentMethod.objects.get(pk=other.pk).exp_year == 2042
     assert SavedPaymentMethod.objects.get(pk=method.pk).status == p.METHOD_REMOVED
     assert list(PaymentMethodChange.objects.values_list("payment_method_id", flat=True)) == [other.pk]
+
+
+def test_a_refresh_nobody_named_is_recorded_as_a_manual_refresh(methods, sandbox):
+    """What the method's history shows staff when a refresh came from no event (the admin's refresh)."""
+    first, second = methods
+    sandbox.network_update(first.processor_ref.method_id, exp_month=4, exp_year=2041)
+    assert events.refresh_payment_method(first) is not None
+    assert events.apply_fetched(second, _answer(second, exp_year=2042)) is not None
+    assert events.apply_fetched_batch([(second, _answer(second, exp_year=2043))]) == 1
+    assert list(PaymentMethodChange.objects.order_by("pk").values_list("source", "source_event")) == [
+        ("manual refresh", None)] * 3
+
+
+def test_an_event_of_no_named_type_is_noted_as_an_event(sandbox, enqueued, monkeypatch):
+    event = _store(sandbox, kind="other.kind")
+    monkeypatch.setattr(type(sandbox), "parse_webhook",
+                        lambda self, request: [p.NormalizedEvent(type=p.EVENT_UNKNOWN, event_id="evt_nameless")])
+    assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    assert WebhookEvent.objects.get(pk=event.pk).notes == ["event: not a type vault_wallets acts on"]

@@ -822,13 +822,15 @@ def test_a_processors_own_signature_header_is_not_stored(sandbox, enqueued, monk
 
 @APPLIERS
 def test_receivers_of_saved_methods_hear_about_a_change(apply, methods):
-    """``payment_method_updated`` is sent by the ``SavedPaymentMethod`` model, as documented: a
-    receiver connected for that sender only hears it."""
+    """``payment_method_updated`` is sent by the ``SavedPaymentMethod`` model, as documented (a
+    receiver connected for that sender only hears it), with the change as it was stored."""
     method, _ = methods
     heard = []
 
-    def receiver(sender, payment_method, **kwargs):
+    def receiver(sender, payment_method, changes, **kwargs):
         heard.append((sender, payment_method.pk))
+        stored = PaymentMethodChange.objects.get(payment_method=payment_method)
+        assert (changes.pk, changes.created_at, changes.after) == (stored.pk, stored.created_at, stored.after)
 
     signals.payment_method_updated.connect(receiver, sender=SavedPaymentMethod, weak=False)
     try:
@@ -864,5 +866,14 @@ def test_an_event_of_no_named_type_is_noted_as_an_event(sandbox, enqueued, monke
     event = _store(sandbox, kind="other.kind")
     monkeypatch.setattr(type(sandbox), "parse_webhook",
                         lambda self, request: [p.NormalizedEvent(type=p.EVENT_UNKNOWN, event_id="evt_nameless")])
-    assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    received = []
+    receiver = lambda sender, event, **kw: received.append(event)  # noqa: E731
+    signals.vault_event.connect(receiver)
+    try:
+        assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    finally:
+        signals.vault_event.disconnect(receiver)
     assert WebhookEvent.objects.get(pk=event.pk).notes == ["event: not a type vault_wallets acts on"]
+    # Still signalled, with the stored event (a shop may act on types vault_wallets does not).
+    assert [(v.type, v.account, v.processor, v.webhook_event.pk, v.payment_methods, v.charge)
+            for v in received] == [(p.EVENT_UNKNOWN, "default", "sandbox", event.pk, (), None)]

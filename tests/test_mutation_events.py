@@ -877,3 +877,15 @@ def test_an_event_of_no_named_type_is_noted_as_an_event(sandbox, enqueued, monke
     # Still signalled, with the stored event (a shop may act on types vault_wallets does not).
     assert [(v.type, v.account, v.processor, v.webhook_event.pk, v.payment_methods, v.charge)
             for v in received] == [(p.EVENT_UNKNOWN, "default", "sandbox", event.pk, (), None)]
+
+
+def test_an_event_naming_methods_and_their_customer_refreshes_only_those_methods(methods, customer, sandbox,
+                                                                                  enqueued):
+    named, other = methods
+    for m in methods:
+        sandbox.network_update(m.processor_ref.method_id, exp_month=5, exp_year=2040)
+    event = _store(sandbox, data={"payment_method_ids": [named.processor_ref.method_id],
+                                  "customer_id": customer.processor_customer_id})
+    assert events.process_event(event.pk) == WebhookEvent.PROCESSED
+    assert SavedPaymentMethod.objects.get(pk=named.pk).exp_year == 2040
+    assert SavedPaymentMethod.objects.get(pk=other.pk).exp_year == 2034  # not named: not refreshed

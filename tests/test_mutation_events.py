@@ -694,3 +694,198 @@ def test_a_batch_for_two_customers_promotes_per_customer(customer, card_token, m
         [ours_default.pk, theirs_next.pk, theirs_default.pk])
     assert set(PaymentMethodChange.objects.values_list("source", flat=True)) == {"batch"}
     assert events.apply_fetched_batch([]) == 0
+
+
+# -- the stored delivery, first thing after a worker starts; the staff view; reprocessing ---------
+
+
+def test_the_first_delivery_after_a_start_is_stored_whole_and_encrypted(sandbox, enqueued, monkeypatch):
+    """The event INSERT is compiled on a process's first delivery (then reused): start from an
+    empty cache, as a fresh worker does, so that it is this test's delivery that compiles it."""
+    from django.db import connection
+
+    monkeypatch.setattr(events, "_INSERT_PLANS", {})
+    processor = get_processor("default")
+    body_text = '{"data": {"note": "Zoë secret_marker_41"}}'
+    request = p.WebhookRequest(headers={"Content-Type": "application/json", "X-Request-Id": "r-1"},
+                               body=body_text.encode(), remote_addr="10.9.8.7")
+    before = timezone.now()
+    first, created = events.store_delivery("default", processor, request, "evt_first", "provider.noc")
+    assert created and not first._state.adding
+    second, created = events.store_delivery("default", processor, request, "evt_second", "provider.noc")
+    assert created and second.pk != first.pk
+    stored = WebhookEvent.objects.get(event_id="evt_first")
+    assert stored.pk == first.pk and enqueued["events"] == [first.pk, second.pk]
+    assert (stored.account, stored.processor, stored.event_type, stored.remote_addr) == (
+        "default", "sandbox", "provider.noc", "10.9.8.7")
+    assert stored.body == body_text and stored.headers == {"content-type": "application/json", "x-request-id": "r-1"}
+    assert stored.event_id_hash == WebhookEvent.hash_event_id("evt_first") and stored.uid == first.uid
+    assert (stored.status, stored.attempts, stored.notes, stored.last_error) == (WebhookEvent.RECEIVED, 0, [], "")
+    assert before <= stored.received_at <= timezone.now() and stored.next_attempt_at >= before
+    assert WebhookEvent.objects.get(event_id="evt_second").pk == second.pk
+    with connection.cursor() as cursor:  # the body and headers are ciphertext in the table
+        cursor.execute(f"SELECT body, headers FROM {WebhookEvent._meta.db_table} WHERE id = %s",  # noqa: S608
+                       [first.pk])
+        raw = " ".join(bytes(v).decode("latin-1") if not isinstance(v, str) else v for v in cursor.fetchone())
+    assert "secret_marker_41" not in raw and "x-request-id" not in raw
+    # A re-delivery is told apart from a new one by the stored id, after the plan was compiled.
+    again, created = events.store_delivery("default", processor, request, "evt_first", "provider.noc")
+    assert not created and again.pk == first.pk
+
+
+def test_staff_see_a_delivery_redacted_sorted_indented_and_unescaped():
+    event = WebhookEvent(account="default", processor="sandbox", event_id="evt_v",
+                         body='{"z": "Zoë", "a": {"card_token": "tk_live_secret", "n": 1}}')
+    assert events.redacted_body(event) == (
+        '{\n  "a": {\n    "card_token": "[redacted]",\n    "n": 1\n  },\n  "z": "Zoë"\n}')
+    assert events.redacted_body(WebhookEvent(account="default", body="Zoë=tk_1")) == (
+        "(9 bytes, not JSON: not shown)")
+
+
+def test_staff_see_nothing_of_a_delivery_for_an_account_no_longer_configured():
+    event = WebhookEvent(account="removed_account", processor="sandbox", event_id="evt_r",
+                         body='{"payment_method_id": "sbxpm_1"}')
+    assert events.redacted_body(event) == "(32 bytes from an account no longer configured: not shown)"
+
+
+def test_staff_reprocessing_makes_the_event_due_now_and_forgets_only_its_chunks(enqueued):
+    later = timezone.now() + timedelta(hours=1)
+    event = _event(WebhookEvent.FAILED, attempts=2, next_attempt_at=later)
+    other = _event(WebhookEvent.FAILED, attempts=2, next_attempt_at=later)
+    NocChunk.objects.create(event=event, index=0, method_pks=[1], status=NocChunk.FAILED)
+    kept = NocChunk.objects.create(event=other, index=0, method_pks=[2], status=NocChunk.FAILED)
+    assert set(events.due_events()) == set()
+    assert events.mark_for_reprocessing(event.pk) is True
+    event.refresh_from_db()
+    assert (event.status, event.next_attempt_at) == (WebhookEvent.RECEIVED, None)
+    assert list(events.due_events()) == [event] and not event.chunks.exists()
+    other.refresh_from_db()
+    assert (other.status, other.next_attempt_at) == (WebhookEvent.FAILED, later)
+    assert list(NocChunk.objects.all()) == [kept]
+    assert events.mark_for_reprocessing(987654) is False
+
+
+def test_the_processor_re_reads_the_delivery_as_it_was_received(sandbox, enqueued, monkeypatch):
+    """A processor module may check a stored delivery's headers, sender or arrival time again when it
+    parses it (a signed timestamp against the arrival, not against when a worker got to it)."""
+    seen = []
+    real = type(sandbox).parse_webhook
+
+    def parse(self, request):
+        seen.append(request)
+        return real(self, request)
+
+    monkeypatch.setattr(type(sandbox), "parse_webhook", parse)
+    headers, body = sandbox.make_webhook("other.kind", {}, event_id="evt_as_received")
+    request = p.WebhookRequest(headers=headers, body=body, remote_addr="10.1.2.3")
+    stored, _ = events.store_delivery("default", sandbox, request, "evt_as_received", "other.kind")
+    anonymous = _store(sandbox, kind="other.kind", event_id="evt_anonymous")
+    WebhookEvent.objects.filter(pk=anonymous.pk).update(remote_addr=None)
+    for event in (stored, anonymous):
+        events.process_event(event.pk)
+    stored.refresh_from_db()
+    assert [(r.remote_addr, r.received_at, r.body) for r in seen] == [
+        ("10.1.2.3", stored.received_at, body), ("", WebhookEvent.objects.get(pk=anonymous.pk).received_at,
+                                                 anonymous.body.encode())]
+    assert seen[0].headers == stored.headers and seen[0].header("content-type") == "application/json"
+
+
+def test_the_signals_name_the_event_its_methods_and_its_charge(methods, customer, sandbox, enqueued):
+    charge = services.charge(customer, 1100, "USD", idempotency_key="k-signal")
+    received = []
+    receiver = lambda sender, event, **kw: received.append(event)  # noqa: E731
+    signals.vault_event.connect(receiver)
+    try:
+        noc = _noc(sandbox, methods[0])
+        paid = _store(sandbox, kind="charge.succeeded", data={"charge_id": charge.processor_reference})
+        assert events.process_event(noc.pk) == events.process_event(paid.pk) == WebhookEvent.PROCESSED
+    finally:
+        signals.vault_event.disconnect(receiver)
+    assert [(v.type, v.account, v.processor, v.webhook_event.pk, tuple(m.pk for m in v.payment_methods),
+             v.charge and v.charge.pk) for v in received] == [
+        (p.EVENT_PAYMENT_METHOD_UPDATED, "default", "sandbox", noc.pk, (methods[0].pk,), None),
+        (p.EVENT_CHARGE_SUCCEEDED, "default", "sandbox", paid.pk, (), charge.pk)]
+    assert received[1].payment_methods == () and WebhookEvent.objects.get(pk=paid.pk).notes == []
+
+
+def test_a_processors_own_signature_header_is_not_stored(sandbox, enqueued, monkeypatch):
+    """A processor may sign with a header whose name says nothing of a signature (configurable on
+    some): the header it names is dropped like any signature, the rest is kept."""
+    monkeypatch.setattr(sandbox, "webhook_secret_headers", ("X-Shop-Proof",), raising=False)
+    headers, body = sandbox.make_webhook("provider.noc", {}, event_id="evt_proof")
+    request = p.WebhookRequest(headers={**headers, "X-Shop-Proof": "proof-value"}, body=body)
+    event, _ = events.store_delivery("default", sandbox, request, "evt_proof", "provider.noc")
+    stored = WebhookEvent.objects.get(pk=event.pk).headers
+    assert "x-shop-proof" not in stored and "proof-value" not in stored.values()
+    assert stored["content-type"] == "application/json"
+
+
+@APPLIERS
+def test_receivers_of_saved_methods_hear_about_a_change(apply, methods):
+    """``payment_method_updated`` is sent by the ``SavedPaymentMethod`` model, as documented (a
+    receiver connected for that sender only hears it), with the change as it was stored."""
+    method, _ = methods
+    heard = []
+
+    def receiver(sender, payment_method, changes, **kwargs):
+        heard.append((sender, payment_method.pk))
+        stored = PaymentMethodChange.objects.get(payment_method=payment_method)
+        assert (changes.pk, changes.created_at, changes.after) == (stored.pk, stored.created_at, stored.after)
+
+    signals.payment_method_updated.connect(receiver, sender=SavedPaymentMethod, weak=False)
+    try:
+        assert apply(method, _answer(method, exp_year=2041)) == 1
+    finally:
+        signals.payment_method_updated.disconnect(receiver, sender=SavedPaymentMethod)
+    assert heard == [(SavedPaymentMethod, method.pk)]
+
+
+def test_a_batch_goes_on_past_a_removed_method(customer, methods):
+    method, other = methods
+    services.remove_payment_method(customer, method.uid)
+    removed = SavedPaymentMethod.objects.get(pk=method.pk)
+    assert events.apply_fetched_batch([(removed, _answer(removed, exp_year=2041)),
+                                       (other, _answer(other, exp_year=2042))]) == 1
+    assert SavedPaymentMethod.objects.get(pk=other.pk).exp_year == 2042
+    assert SavedPaymentMethod.objects.get(pk=method.pk).status == p.METHOD_REMOVED
+    assert list(PaymentMethodChange.objects.values_list("payment_method_id", flat=True)) == [other.pk]
+
+
+def test_a_refresh_nobody_named_is_recorded_as_a_manual_refresh(methods, sandbox):
+    """What the method's history shows staff when a refresh came from no event (the admin's refresh)."""
+    first, second = methods
+    sandbox.network_update(first.processor_ref.method_id, exp_month=4, exp_year=2041)
+    assert events.refresh_payment_method(first) is not None
+    assert events.apply_fetched(second, _answer(second, exp_year=2042)) is not None
+    assert events.apply_fetched_batch([(second, _answer(second, exp_year=2043))]) == 1
+    assert list(PaymentMethodChange.objects.order_by("pk").values_list("source", "source_event")) == [
+        ("manual refresh", None)] * 3
+
+
+def test_an_event_of_no_named_type_is_noted_as_an_event(sandbox, enqueued, monkeypatch):
+    event = _store(sandbox, kind="other.kind")
+    monkeypatch.setattr(type(sandbox), "parse_webhook",
+                        lambda self, request: [p.NormalizedEvent(type=p.EVENT_UNKNOWN, event_id="evt_nameless")])
+    received = []
+    receiver = lambda sender, event, **kw: received.append(event)  # noqa: E731
+    signals.vault_event.connect(receiver)
+    try:
+        assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    finally:
+        signals.vault_event.disconnect(receiver)
+    assert WebhookEvent.objects.get(pk=event.pk).notes == ["event: not a type vault_wallets acts on"]
+    # Still signalled, with the stored event (a shop may act on types vault_wallets does not).
+    assert [(v.type, v.account, v.processor, v.webhook_event.pk, v.payment_methods, v.charge)
+            for v in received] == [(p.EVENT_UNKNOWN, "default", "sandbox", event.pk, (), None)]
+
+
+def test_an_event_naming_methods_and_their_customer_refreshes_only_those_methods(methods, customer, sandbox,
+                                                                                  enqueued):
+    named, other = methods
+    for m in methods:
+        sandbox.network_update(m.processor_ref.method_id, exp_month=5, exp_year=2040)
+    event = _store(sandbox, data={"payment_method_ids": [named.processor_ref.method_id],
+                                  "customer_id": customer.processor_customer_id})
+    assert events.process_event(event.pk) == WebhookEvent.PROCESSED
+    assert SavedPaymentMethod.objects.get(pk=named.pk).exp_year == 2040
+    assert SavedPaymentMethod.objects.get(pk=other.pk).exp_year == 2034  # not named: not refreshed

@@ -169,3 +169,28 @@ def test_one_wallet_listing_per_customer(noc_account):
     assert statuses == {"spm_noc0000": "active", "spm_noc0001": "active", "spm_noc0002": "closed",
                         "spm_noc0003": "closed", "spm_noc0004": "active", "spm_noc0005": "active"}
     assert set(SavedPaymentMethod.objects.filter(status="active").values_list("exp_year", flat=True)) == {2031}
+
+
+def test_a_chunk_larger_than_a_write_batch_counts_every_change(noc_account):
+    """Answers are written 25 at a time: a chunk of 30 writes two batches and reports all 30."""
+    methods = seed(noc_account, 30)
+    assert events.refresh_chunk(None, [m.pk for m in methods]) == 30
+    assert set(SavedPaymentMethod.objects.values_list("exp_year", flat=True)) == {2031}
+    assert PaymentMethodChange.objects.count() == 30
+
+
+def test_a_processor_answering_fewer_methods_than_asked_fails_the_chunk(noc_account, monkeypatch):
+    """A short answer must not pass for a complete one (the methods left out would silently stay
+    stale): the chunk fails, after applying what the other customers' answers said, and is retried."""
+    methods = seed(noc_account, 4)
+    processor = get_processor("noc")
+    real = type(processor).fetch_payment_methods
+
+    def short(self, customer, refs):
+        answers = real(self, customer, refs)
+        return answers[:-1] if customer.id == "cus_noc0002" else answers
+
+    monkeypatch.setattr(type(processor), "fetch_payment_methods", short)
+    with pytest.raises(ValueError):
+        events.refresh_chunk(None, [m.pk for m in methods])
+    assert sorted(SavedPaymentMethod.objects.values_list("exp_year", flat=True)) == [2030, 2031, 2031, 2031]

@@ -219,3 +219,25 @@ def test_a_key_listed_twice_is_not_an_old_key(settings):
     primary, others = keys._fernets()
     assert len(others) == 1
     assert keys.rotate_value(primary, others, primary.fernet.encrypt(b"x")) is None
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction the writes go through keys._Writer's thread
+def test_writer_thread_rotates_everything_and_raises_a_failed_write(fernet_keys, customer, card_token, monkeypatch):
+    fernet_keys("the-old-key")
+    for number in ("4242424242424242", "5555555555554444", "4000000000000002"):
+        services.add_payment_method(customer, card_token(number))
+    before = every_encrypted_value()
+    fernet_keys("the-new-key", "the-old-key")
+    real = keys.compare_and_set
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the write failed")
+
+    monkeypatch.setattr(keys, "compare_and_set", failing)
+    with pytest.raises(RuntimeError, match="the write failed"):
+        keys.rotate_keys(batch_size=2)
+    monkeypatch.setattr(keys, "compare_and_set", real)
+    report = keys.rotate_keys(batch_size=2)
+    assert (report.rotated, report.current, report.unreadable) == (len(before), 0, [])
+    fernet_keys("the-new-key")
+    assert every_encrypted_value() == before

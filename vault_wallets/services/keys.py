@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -269,7 +271,7 @@ class _Writer:
 
         self.alias = alias
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vault-rotate-writer")
-        self._pending = None
+        self._pending: Future[None] | None = None
 
     def submit(self, write: Callable[[], None]) -> None:
         self.wait()
@@ -353,7 +355,7 @@ def _rotate_batches(model, fields: list, alias: str, batch_size: int, dry_run: b
         wanted = sum(len(changes) for _, changes in updates)
         if updates and not dry_run:
             if writer is not None:
-                writer.submit(lambda updates=updates, wanted=wanted: write(updates, wanted))
+                writer.submit(functools.partial(write, updates, wanted))
             else:
                 write(updates, wanted)
         elif updates:

@@ -105,7 +105,7 @@ def test_batched_compare_and_set_leaves_values_written_meanwhile(fernet_keys, cu
     assert after[methods[0].pk] == ("written-meanwhile", before[methods[0].pk][1])
     assert {pk: v for pk, v in after.items() if pk != methods[0].pk} == {
         pk: v for pk, v in before.items() if pk != methods[0].pk}
-    assert keys.rotate_value(primary, others, primary.encrypt(b"x")) is None  # already current
+    assert keys.rotate_value(primary, others, primary.fernet.encrypt(b"x")) is None  # already current
 
 
 @pytest.mark.django_db(transaction=True)  # the workers are other processes: they see committed rows only
@@ -138,3 +138,106 @@ def test_parallel_workers_rotate_every_slice_and_report_the_sum(fernet_keys, cus
     assert after.pop(("vault_wallets.SavedPaymentMethod", "processor_token", lost.pk)) == "rewritten"
     assert after.pop(("vault_wallets.SavedPaymentMethod", "processor_method_id", lost.pk)) == lost.processor_method_id
     assert after == before
+
+
+def _rotation_pair():
+    from cryptography.fernet import Fernet
+
+    old, new = Fernet.generate_key(), Fernet.generate_key()
+    return keys.RotationKey(new), [keys.RotationKey(Fernet.generate_key()), keys.RotationKey(old)]
+
+
+@pytest.mark.parametrize("size", [*range(0, 50), 63, 64, 65, 80, 1000, 5000])
+def test_rotated_tokens_are_fernet_tokens_of_the_same_plaintext_and_timestamp(size):
+    """The rotation reads and writes Fernet tokens itself (keys.RotationKey): what it writes must
+    be what ``cryptography.fernet`` reads, for every padding length and both encryption paths."""
+    import os
+
+    primary, others = _rotation_pair()
+    stranger, old_key = others
+    plain = os.urandom(size)
+    old = old_key.fernet.encrypt_at_time(plain, 1_700_000_000 + size)
+    new = keys.rotate_value(primary, others, old)
+    assert new not in (None, keys._UNREADABLE)
+    assert primary.fernet.decrypt(new) == plain
+    assert primary.fernet.extract_timestamp(new) == 1_700_000_000 + size
+    assert keys.decode_token(new)[9:25] != keys.decode_token(old)[9:25]  # a fresh IV
+    assert keys.rotate_value(primary, others, new) is None  # already current
+    assert primary.open(keys.decode_token(new)) == plain
+    assert stranger.open(keys.decode_token(old)) is None  # not this key's
+    assert old_key.open(keys.decode_token(old)) == plain
+
+
+def test_two_rotated_tokens_of_one_plaintext_differ():
+    primary, others = _rotation_pair()
+    old = others[1].fernet.encrypt(b"sbxpm_same")
+    assert keys.rotate_value(primary, others, old) != keys.rotate_value(primary, others, old)
+
+
+def test_tampered_malformed_and_foreign_tokens_are_unreadable_as_for_fernet():
+    """Whatever ``cryptography.fernet`` refuses under every key is reported unreadable."""
+    import base64
+    import hashlib
+    import hmac
+
+    from cryptography.fernet import Fernet
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    primary, others = _rotation_pair()
+    old_key = others[1]
+    token = old_key.fernet.encrypt(b"tok_1234567890abcdef")
+    data = base64.urlsafe_b64decode(token)
+    cases = [Fernet(Fernet.generate_key()).encrypt(b"foreign"), b"", b"not base64 !",
+             base64.urlsafe_b64encode(data[:-1]), base64.urlsafe_b64encode(b"\x81" + data[1:])]
+    for i in range(len(data)):  # every byte flipped: the version, timestamp, IV, ciphertext or HMAC
+        cases.append(base64.urlsafe_b64encode(data[:i] + bytes((data[i] ^ 1,)) + data[i + 1:]))
+    # Correctly signed by the old key, but a ciphertext that is not whole blocks, or bad padding.
+    sign, enc = old_key.fernet._signing_key, old_key.fernet._encryption_key
+
+    def signed(body):
+        return base64.urlsafe_b64encode(body + hmac.new(sign, body, hashlib.sha256).digest())
+
+    head = data[:25]
+    encryptor = Cipher(algorithms.AES(enc), modes.CBC(data[9:25])).encryptor()
+    bad_padding = encryptor.update(b"x" * 15 + b"\x11") + encryptor.finalize()
+    encryptor = Cipher(algorithms.AES(enc), modes.CBC(data[9:25])).encryptor()
+    zero_padding = encryptor.update(b"x" * 15 + b"\x00") + encryptor.finalize()
+    encryptor = Cipher(algorithms.AES(enc), modes.CBC(data[9:25])).encryptor()
+    mixed_padding = encryptor.update(b"x" * 13 + b"\x02\x03\x03") + encryptor.finalize()
+    cases += [signed(head), signed(head + b"x" * 20), signed(head + bad_padding), signed(head + zero_padding),
+              signed(head + mixed_padding), signed(b"\x81" + data[1:-32])]
+    for case in cases:
+        for key in (primary, *others):
+            with pytest.raises(InvalidToken):
+                key.fernet.decrypt(case)
+        assert keys.rotate_value(primary, others, case) is keys._UNREADABLE, case
+    assert keys.rotate_value(primary, others, token) not in (None, keys._UNREADABLE)  # the untouched token
+
+
+def test_a_key_listed_twice_is_not_an_old_key(settings):
+    settings.FERNET_KEYS = ["same-key", "other-key", "same-key", "other-key"]
+    primary, others = keys._fernets()
+    assert len(others) == 1
+    assert keys.rotate_value(primary, others, primary.fernet.encrypt(b"x")) is None
+
+
+@pytest.mark.django_db(transaction=True)  # outside a transaction the writes go through keys._Writer's thread
+def test_writer_thread_rotates_everything_and_raises_a_failed_write(fernet_keys, customer, card_token, monkeypatch):
+    fernet_keys("the-old-key")
+    for number in ("4242424242424242", "5555555555554444", "4000000000000002"):
+        services.add_payment_method(customer, card_token(number))
+    before = every_encrypted_value()
+    fernet_keys("the-new-key", "the-old-key")
+    real = keys.compare_and_set
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("the write failed")
+
+    monkeypatch.setattr(keys, "compare_and_set", failing)
+    with pytest.raises(RuntimeError, match="the write failed"):
+        keys.rotate_keys(batch_size=2)
+    monkeypatch.setattr(keys, "compare_and_set", real)
+    report = keys.rotate_keys(batch_size=2)
+    assert (report.rotated, report.current, report.unreadable) == (len(before), 0, [])
+    fernet_keys("the-new-key")
+    assert every_encrypted_value() == before

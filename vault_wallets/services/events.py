@@ -152,7 +152,7 @@ def _insert_event(values: dict[str, Any]) -> WebhookEvent:
     conn = connection
     sql, columns, returning, names = _insert_plan(conn)
     params = []
-    row = [None]  # the primary key, filled in below; then every other column, in order
+    row: list[Any] = [None]  # the primary key, filled in below; then every other column, in order
     for f, kind, encrypted, prepared in columns:
         if kind == "constant":
             params.append(prepared)

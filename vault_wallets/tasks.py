@@ -11,6 +11,7 @@ and the beat schedule below so nothing is lost::
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import shared_task
 
@@ -116,11 +117,20 @@ def _send(task, *args, countdown=None) -> bool:
 
 
 def _publish_events(event_pks: list[int]) -> None:
-    """The relay's publisher for events: one message for all the events handed over together."""
+    """The relay's publisher for events: one message for all the events handed over together.
+
+    ``argsrepr``/``kwargsrepr`` (Celery's documented ``apply_async`` options for the message's
+    printable arguments) are given as Celery would write them — the ids, at most ``BATCH_MAX`` of
+    them — which spares its ``saferepr`` machinery (about a tenth of a publish's Python calls).
+    """
+    task: Any  # (the task stubs know no argsrepr/kwargsrepr; Celery documents and takes them)
     if len(event_pks) == 1:
-        process_webhook_event.apply_async(args=(event_pks[0],), retry=False)
+        args: tuple = (event_pks[0],)
+        task = process_webhook_event
     else:
-        process_webhook_events.apply_async(args=(event_pks,), retry=False)
+        args = (event_pks,)
+        task = process_webhook_events
+    task.apply_async(args=args, retry=False, argsrepr=repr(args), kwargsrepr="{}")
 
 
 def enqueue_event(event_pk: int) -> bool:

@@ -21,6 +21,8 @@ from .webhooks import receive_webhook
 app_name = "vault_wallets"
 
 urlpatterns = [
+    # First: the busiest URL (processors' deliveries), resolved without trying the others.
+    path("webhooks/<str:account>/", receive_webhook, name="webhook"),
     path("customer-token/", views.CustomerTokenView.as_view(), name="customer-token"),
     path("checkout-session/", CheckoutSessionView.as_view(), name="checkout-session"),
     path("checkout/methods/", checkout_views.saved_methods_fragment, name="checkout-methods"),
@@ -29,5 +31,4 @@ urlpatterns = [
     path("api/staff/imports/", staff.ImportJobListView.as_view(), name="staff-imports"),
     path("api/staff/imports/<str:uid>/", staff.ImportJobDetailView.as_view(), name="staff-import"),
     path("sandbox/tokens/", SandboxTokenView.as_view(), name="sandbox-tokens"),
-    path("webhooks/<str:account>/", receive_webhook, name="webhook"),
 ]

@@ -17,6 +17,7 @@ process (Redis, Memcached, the database cache) in production.  The client IP is
 from __future__ import annotations
 
 import time
+from functools import cached_property
 
 from django.core.cache import caches
 from rest_framework import exceptions
@@ -58,8 +59,10 @@ class VaultRateThrottle(SimpleRateThrottle):
     def __init__(self):  # SimpleRateThrottle reads DRF's settings here; ours are read per request
         pass
 
-    @property
+    @cached_property
     def cache(self):
+        # Once per throttle object, i.e. per request (DRF makes the throttles for each request),
+        # not at each of the request's ``get`` and ``set``.
         return caches[conf.get_setting("THROTTLE_CACHE")]
 
     def get_rate(self):

@@ -28,7 +28,10 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, ClassVar
+
+from .. import safejson
 
 # --------------------------------------------------------------------------------------
 # Vocabularies shared by every processor and the models.
@@ -433,6 +436,13 @@ class WebhookRequest:
 
     def header(self, name: str, default: str = "") -> str:
         return self.headers.get(name.lower(), default)
+
+    @cached_property
+    def payload(self) -> Any:
+        """The body parsed as untrusted JSON (``safejson.loads``), once however many callers ask
+        (the endpoint's safety check and the processor module's own parse); raises
+        ``safejson.UnsafeJSON`` — a ``ValueError`` — for anything ``safejson`` refuses."""
+        return safejson.loads(self.body)
 
 
 @dataclass(frozen=True)

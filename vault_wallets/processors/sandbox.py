@@ -316,7 +316,7 @@ class SandboxProcessor(BaseProcessor):
     @staticmethod
     def _payload(request: WebhookRequest) -> dict:
         try:
-            payload = json.loads(request.body)
+            payload = request.payload  # parsed once per delivery (the endpoint's safety check shares it)
         except (ValueError, UnicodeDecodeError):
             raise WebhookParseError("malformed JSON")
         if not isinstance(payload, dict) or not isinstance(payload.get("id"), str) or not payload["id"]:

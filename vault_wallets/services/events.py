@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import traceback
-from contextlib import nullcontext
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import partial
@@ -78,12 +79,16 @@ class _Outcome:
 # -- receiving -------------------------------------------------------------------------------
 
 
-def sanitize_headers(headers: dict[str, str], processor: p.BaseProcessor) -> dict[str, str]:
+_SECRET_HEADER_RE = re.compile("|".join(re.escape(word) for word in _SECRET_HEADER_WORDS))
+
+
+def sanitize_headers(headers: Mapping[str, str], processor: p.BaseProcessor) -> dict[str, str]:
     secret_names = {h.lower() for h in getattr(processor, "webhook_secret_headers", ())}
+    secret_word = _SECRET_HEADER_RE.search  # any of _SECRET_HEADER_WORDS within the name
     kept = {}
     for name, value in headers.items():
         lowered = name.lower()
-        if lowered in secret_names or any(word in lowered for word in _SECRET_HEADER_WORDS):
+        if lowered in secret_names or secret_word(lowered):
             continue
         kept[lowered] = value[:500]
         if len(kept) >= _KEPT_HEADERS_MAX:
@@ -93,52 +98,78 @@ def sanitize_headers(headers: dict[str, str], processor: p.BaseProcessor) -> dic
 
 _PLAIN = (str, int, bool)
 _INSERT_PLANS: dict[str, tuple] = {}
+#: The values ``store_delivery`` gives every new event; the other columns take their field's
+#: default (``uid``: a new id per event; the rest: constants prepared once per plan).
+_DELIVERY_FIELDS = frozenset({"account", "processor", "event_id", "event_id_hash", "event_type", "received_at",
+                              "remote_addr", "headers", "body", "next_attempt_at"})
 
 
 def _insert_plan(conn) -> tuple:
-    """The event table's INSERT, compiled once per database alias: the SQL, the fields in order,
-    and how the new row's id comes back (``RETURNING`` where the backend has it)."""
+    """The event table's INSERT, compiled once per database alias: the SQL, per column how its
+    value is found, and how the new row's id comes back (``RETURNING`` where the backend has it).
+
+    A column is either a delivery value (``_DELIVERY_FIELDS``), a per-event default (a callable
+    default other than an empty ``list``/``dict``: the uid) or a constant default, prepared for
+    the database once here (status, attempts, notes, …)."""
     plan = _INSERT_PLANS.get(conn.alias)
     if plan is None:
         meta = WebhookEvent._meta
         qn = conn.ops.quote_name
-        # (field, always prepare?): encrypted fields always (their value is text, their column
-        # holds the ciphertext); others only when the value is not plain text, number or boolean.
-        fields = tuple((f, isinstance(f, EncryptedField)) for f in meta.concrete_fields if not f.primary_key)
-        sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f, _ in fields)}) "  # noqa: S608
-               f"VALUES ({', '.join(['%s'] * len(fields))})")
+        # ``_insert_event`` builds the instance's values as [pk, *these columns]
+        assert meta.concrete_fields[0].primary_key  # noqa: S101 - the model's own layout
+        columns = []
+        for f in meta.concrete_fields[1:]:
+            # Encrypted fields always go through their own get_db_prep_save (their value is
+            # text, their column holds the ciphertext); others only when the value is not plain.
+            encrypted = isinstance(f, EncryptedField)
+            if f.attname in _DELIVERY_FIELDS:
+                columns.append((f, "value", encrypted, None))
+            elif callable(f.default) and f.default not in (list, dict):
+                columns.append((f, "default", encrypted, None))
+            else:
+                if encrypted:
+                    raise TypeError(f"{f.name}: an encrypted column needs a value per event")
+                columns.append((f, "constant", False, f.get_db_prep_save(f.get_default(), conn)))
+        sql = (f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(c[0].column) for c in columns)}) "  # noqa: S608
+               f"VALUES ({', '.join(['%s'] * len(columns))})")
         # ``RETURNING`` written out (PostgreSQL, SQLite ≥ 3.35): Django's own helpers for it are
         # private and changed between 5.2 and 6.0; other backends read the id back instead.
         returning = conn.vendor in ("postgresql", "sqlite") and conn.features.can_return_columns_from_insert
         if returning:
             sql += f" RETURNING {qn(meta.pk.column)}"
-        plan = _INSERT_PLANS[conn.alias] = (sql, fields, returning)
+        plan = _INSERT_PLANS[conn.alias] = (sql, tuple(columns), returning,
+                                            tuple(f.attname for f in meta.concrete_fields))
     return plan
 
 
-def _insert_event(event: WebhookEvent) -> None:
-    """``event.save()`` for a new event, without the ORM's per-call query compilation: one
-    ``INSERT … RETURNING id`` whose values go through each field's ``get_db_prep_save`` (the
-    body and headers are Fernet-encrypted by their fields exactly as on ``save()``) except plain
-    text, numbers and booleans.  Sends no ``pre_save``/``post_save`` (as ``bulk_create``)."""
+def _insert_event(values: dict[str, Any]) -> WebhookEvent:
+    """A new event's ``save()`` without the ORM's per-call query compilation nor building the
+    model from keyword arguments: one ``INSERT … RETURNING id`` whose values go through each
+    field's ``get_db_prep_save`` (the body and headers are Fernet-encrypted by their fields
+    exactly as on ``save()``) except plain text, numbers and booleans; the instance returned is
+    built from the row's values (``Model.from_db``, as a query would).  Sends no
+    ``pre_save``/``post_save`` (as ``bulk_create``)."""
     conn = connection
-    sql, fields, returning = _insert_plan(conn)
-    event.event_id_hash = WebhookEvent.hash_event_id(event.event_id)
-    event.received_at = timezone.now()
+    sql, columns, returning, names = _insert_plan(conn)
     params = []
-    for f, encrypted in fields:
-        value = getattr(event, f.attname)
+    row: list[Any] = [None]  # the primary key, filled in below; then every other column, in order
+    for f, kind, encrypted, prepared in columns:
+        if kind == "constant":
+            params.append(prepared)
+            row.append(f.get_default())
+            continue
+        value = values[f.attname] if kind == "value" else f.get_default()
+        row.append(value)
         if encrypted or not (value is None or type(value) in _PLAIN):
             value = f.get_db_prep_save(value, conn)
         params.append(value)
     with conn.cursor() as cursor:
         cursor.execute(sql, params)
         if returning:
-            event.pk = cursor.fetchone()[0]
+            row[0] = cursor.fetchone()[0]
         else:
-            event.pk = conn.ops.last_insert_id(cursor, WebhookEvent._meta.db_table, WebhookEvent._meta.pk.column)
-    event._state.adding = False
-    event._state.db = conn.alias
+            row[0] = conn.ops.last_insert_id(cursor, WebhookEvent._meta.db_table, WebhookEvent._meta.pk.column)
+    return WebhookEvent.from_db(conn.alias, names, row)
 
 
 def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookRequest, event_id: str,
@@ -149,24 +180,30 @@ def store_delivery(account: str, processor: p.BaseProcessor, request: p.WebhookR
     """
     from ..tasks import enqueue_event
 
-    grace = conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS")
-    event = WebhookEvent(
-        account=account, processor=processor.name, event_id=event_id, event_type=event_type[:128],
-        remote_addr=request.remote_addr or None, headers=sanitize_headers(dict(request.headers), processor),
-        body=request.body.decode("utf-8"), next_attempt_at=timezone.now() + timedelta(seconds=grace),
-    )
-    # In autocommit (the webhook view) the INSERT commits by itself and on_commit runs at once:
-    # one round trip instead of BEGIN/INSERT/COMMIT.  Inside a caller's transaction, a savepoint
-    # keeps a duplicate's IntegrityError from breaking it.
-    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    now = timezone.now()
+    values = {
+        "account": account, "processor": processor.name, "event_id": event_id,
+        "event_id_hash": WebhookEvent.hash_event_id(event_id), "event_type": event_type[:128], "received_at": now,
+        "remote_addr": request.remote_addr or None, "headers": sanitize_headers(request.headers, processor),
+        "body": request.body.decode("utf-8"),
+        "next_attempt_at": now + timedelta(seconds=conf.get_setting("WEBHOOK_RELAY_GRACE_SECONDS")),
+    }
     try:
-        with savepoint:
-            _insert_event(event)
-            transaction.on_commit(partial(enqueue_event, event.pk))
+        if connection.in_atomic_block:
+            # Inside a caller's transaction: a savepoint keeps a duplicate's IntegrityError from
+            # breaking it, and processing is enqueued when it commits.
+            with transaction.atomic():
+                event = _insert_event(values)
+                transaction.on_commit(partial(enqueue_event, event.pk))
+        else:
+            # Autocommit (the webhook view): the INSERT commits by itself — one round trip, not
+            # BEGIN/INSERT/COMMIT — and the event is handed over at once (what on_commit does
+            # outside a transaction).
+            event = _insert_event(values)
+            enqueue_event(event.pk)
     except IntegrityError:
         # De-duplicated on a digest of the whole id: ids that differ after any prefix stay apart.
-        existing = WebhookEvent.objects.filter(account=account,
-                                               event_id_hash=WebhookEvent.hash_event_id(event_id)).first()
+        existing = WebhookEvent.objects.filter(account=account, event_id_hash=values["event_id_hash"]).first()
         if existing is None:
             raise
         return existing, False

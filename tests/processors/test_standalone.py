@@ -20,7 +20,15 @@ FAKES = ("caselle", "cybersource", "exact", "paysimple", "processout")
 NO_PYTEST = "import sys; sys.modules['pytest'] = None  # importing pytest now raises ImportError\n"
 
 
+def _take_ctrl_c() -> None:
+    # A background job of a non-interactive shell (CI runs the nox matrix as `setsid nox … &`) starts
+    # with SIGINT ignored, and an ignored signal is inherited across exec: Python then never installs
+    # its KeyboardInterrupt handler and the fake would ignore Ctrl-C. A terminal gives the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def python(code: str, *args: str, **kwargs) -> subprocess.Popen:
+    kwargs.setdefault("preexec_fn", _take_ctrl_c)
     return subprocess.Popen(
         [sys.executable, "-u", "-c", code, *args], cwd=ROOT, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs,

@@ -181,10 +181,11 @@ def test_a_body_of_unknown_length_is_read_as_empty_and_refused_as_a_bad_delivery
 
 @pytest.mark.parametrize("event_id, stored", [
     ("evt_ctl\x01", False), ("evt_ctl\x1f", False), ("evt_line\nbreak", False), ("evt with a space", True),
+    ("evt_del\x7f", False), ("evt_c1\x80", False), ("evt_c1\x9f", False), ("evt_nbsp\xa0é~", True),
 ])
 def test_an_event_id_is_stored_only_without_control_characters(method, sandbox, event_id, stored):
-    """A correctly signed delivery whose event id holds a control character (under U+0020) is refused
-    with the reason; printable ids, spaces included, are stored."""
+    """A correctly signed delivery whose event id holds a control character (C0 under U+0020, DEL,
+    C1 U+0080–U+009F) is refused with the reason; printable ids, spaces included, are stored."""
     headers, body = sandbox.make_webhook("provider.noc", {"payment_method_ids": [method.processor_ref.method_id]},
                                         event_id=event_id)
     response = post(body, headers)

@@ -38,10 +38,13 @@ def _read_body(request, limit: int) -> bytes | None:
     A chunked delivery (``Transfer-Encoding: chunked``, no ``Content-Length``) is read from the
     de-chunked ``wsgi.input`` when the server says it is terminated (gunicorn, uWSGI, mod_wsgi
     set ``wsgi.input_terminated``); a server that does not de-chunk (``runserver``) gives Django
-    an empty stream, so the delivery is refused with 411 rather than read as an empty body.
+    an empty stream, so the delivery is refused with 411 rather than read as an empty body. Under
+    ASGI (no ``wsgi.input``) the server de-chunks and Django has the whole body before the view: it
+    is read like any other, up to the limit.
     """
     length = request.META.get("CONTENT_LENGTH")
-    if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not length and chunked and "wsgi.input" in request.META:
         if not request.META.get("wsgi.input_terminated"):
             raise _LengthRequired()
         body = request.META["wsgi.input"].read(limit + 1)
@@ -56,8 +59,8 @@ def _read_body(request, limit: int) -> bytes | None:
     return None if len(body) > limit else body
 
 
-#: Refused in the event id and type we store: control characters, NUL, lone surrogates.
-_BAD_ID_TEXT = re.compile("[\x00-\x1f\ud800-\udfff]")
+#: Refused in the event id and type we store: control characters (C0 with NUL, DEL, C1), lone surrogates.
+_BAD_ID_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _check_payload(delivery: p.WebhookRequest, event_id: str, event_type: str) -> None:

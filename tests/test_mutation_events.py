@@ -8,10 +8,14 @@ lengths) are tested on both sides; processed events are left alone unless forced
 from __future__ import annotations
 
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connection, connections, transaction
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from vault_wallets import services, signals, tasks
@@ -694,6 +698,71 @@ def test_a_batch_for_two_customers_promotes_per_customer(customer, card_token, m
         [ours_default.pk, theirs_next.pk, theirs_default.pk])
     assert set(PaymentMethodChange.objects.values_list("source", flat=True)) == {"batch"}
     assert events.apply_fetched_batch([]) == 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="a row-lock race: needs PostgreSQL (set DATABASE_URL)")
+def test_a_refresh_closing_the_default_and_a_change_of_default_take_turns(customer, card_token, sandbox):
+    """A refresh finds the default closed and promotes the next method while the shopper picks
+    another default. The refresh holds the customer's lock until it commits, so the shopper's
+    change waits for it and then wins: exactly one default, the shopper's, here and at the
+    processor. (Without the customer's lock the two interleave: the shopper's change clears the
+    defaults it saw before the promotion, and its own default then collides with the promoted
+    one — one default per customer — and the request fails.)"""
+    # the refresh promotes the newest method; the shopper picks the other one
+    closed, chosen, promoted = (services.add_payment_method(customer, card_token(n))[0] for n in CARDS[:3])
+    paused, release = threading.Event(), threading.Event()
+
+    def hold_the_refresh_open(sender, instance, created, **kwargs):  # inside its transaction, after promoting
+        if created and instance.payment_method_id == closed.pk:
+            paused.set()
+            release.wait(30)
+
+    def refresh():
+        try:
+            return events.apply_fetched(SavedPaymentMethod.objects.get(pk=closed.pk), None)
+        finally:
+            connections.close_all()
+
+    def choose(pid):
+        try:
+            with connections["default"].cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                pid.append(cursor.fetchone()[0])
+            return services.set_default_payment_method(Customer.objects.get(pk=customer.pk), chosen.uid)
+        finally:
+            connections.close_all()
+
+    updated, signal_off = _listen(signals.payment_method_updated)
+    post_save.connect(hold_the_refresh_open, sender=PaymentMethodChange, weak=False)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            refreshed = pool.submit(refresh)
+            assert paused.wait(30), "the refresh never reached its change record"
+            pid: list[int] = []
+            chose = pool.submit(choose, pid)
+            waiting, deadline = None, time.monotonic() + 30
+            while waiting != "Lock" and time.monotonic() < deadline and not chose.done():
+                time.sleep(0.02)
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", pid or [0])
+                    row = cursor.fetchone()
+                waiting = row[0] if row else None
+            release.set()
+            assert waiting == "Lock", "the shopper's change did not wait for a row lock"
+            change = refreshed.result(30)
+            method = chose.result(30)
+    finally:
+        release.set()
+        post_save.disconnect(hold_the_refresh_open, sender=PaymentMethodChange)
+        signal_off()
+    assert change.before["is_default"] and change.after["status"] == p.METHOD_CLOSED
+    assert [u["promoted"].pk for u in updated] == [promoted.pk]  # promoted by the refresh, then replaced
+    assert method.pk == chosen.pk
+    assert list(SavedPaymentMethod.objects.filter(customer=customer, is_default=True).values_list("pk", flat=True)) \
+        == [chosen.pk]
+    assert [m.token for m in sandbox.list_payment_methods(customer.processor_ref) if m.is_default] == [
+        chosen.processor_token]
+    assert SavedPaymentMethod.objects.get(pk=closed.pk).status == p.METHOD_CLOSED
 
 
 # -- the stored delivery, first thing after a worker starts; the staff view; reprocessing ---------

@@ -6,6 +6,8 @@ Two customers present whenever a query scopes by customer; the promotion order (
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from datetime import timedelta
 
@@ -14,6 +16,7 @@ from django.db import transaction
 from django.db.models.signals import pre_save
 from django.utils import timezone
 
+from tests.processors.test_caselle import options_for
 from tests.processors.test_cybersource import CyberSourceHarness
 from vault_wallets import services, signals
 from vault_wallets.models import SavedPaymentMethod
@@ -21,6 +24,7 @@ from vault_wallets.processors import base as p
 from vault_wallets.processors import get_processor
 from vault_wallets.services.customers import ensure_processor_customer
 from vault_wallets.services.payment_methods import promote_next_default
+from vault_wallets.testing.fakes.caselle import caselle_fake  # noqa: F401  (fixture)
 from vault_wallets.testing.fakes.cybersource import cybersource_fake  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.django_db
@@ -337,3 +341,142 @@ def test_a_duplicate_the_processor_matched_to_the_saved_method_is_not_deleted(cu
     assert _at_processor(customer) == {kept.processor_token: True}
     second = _add(customer, card_token, MASTERCARD)  # a new card is still saved as a new method
     assert _at_processor(customer) == {kept.processor_token: True, second.processor_token: False}
+
+
+# -- adding: what is stored, the default, the signal ---------------------------------------------
+
+
+def _vault_answers(monkeypatch, customer, **changes):
+    """The processor of ``customer``'s account answers every vault with ``changes`` applied."""
+    import dataclasses
+
+    klass = type(get_processor(customer.account))
+    vault = klass.vault_payment_method
+    monkeypatch.setattr(klass, "vault_payment_method",
+                        lambda self, request: dataclasses.replace(vault(self, request), **changes))
+
+
+def test_display_fields_from_the_processor_are_cut_to_what_the_wallet_keeps(customer, card_token, other,
+                                                                            monkeypatch):
+    """A processor answering longer values than the columns hold: the card is saved with the
+    brand, holder, bank and account type cut to their columns, and never more than the last four
+    digits of the number (on PostgreSQL a longer value would refuse the row after the vault)."""
+    _vault_answers(monkeypatch, customer, brand="B" * 40, last4="4000056655665556", holder_name="H" * 250,
+                   bank_name="K" * 250, account_type="T" * 20)
+    method = _add(customer, card_token, VISA)
+    for saved in (method, SavedPaymentMethod.objects.get(pk=method.pk)):
+        assert (saved.brand, saved.last4, saved.holder_name, saved.bank_name, saved.account_type) == (
+            "B" * 32, "5556", "H" * 200, "K" * 200, "T" * 16)
+
+
+def test_a_label_given_when_adding_is_cut_at_100_characters(customer, card_token, other):
+    method, _ = services.add_payment_method(customer, card_token(VISA), label="L" * 101)
+    assert method.label == "L" * 100
+    assert SavedPaymentMethod.objects.get(pk=method.pk).label == "L" * 100
+
+
+def test_a_method_the_processor_reports_closed_is_saved_closed_and_not_the_default(customer, card_token, other,
+                                                                                   monkeypatch):
+    """The processor vaults the card but reports it closed (say, an expired card): it is stored
+    with that status, is not chargeable, and never becomes the default."""
+    _vault_answers(monkeypatch, customer, status=p.METHOD_CLOSED)
+    method = _add(customer, card_token, VISA)
+    saved = SavedPaymentMethod.objects.get(pk=method.pk)
+    assert (saved.status, saved.is_default) == (p.METHOD_CLOSED, False)
+    assert not SavedPaymentMethod.objects.chargeable().filter(customer=customer).exists()
+    assert _defaults(customer) == []
+
+
+def test_a_customer_without_a_default_gets_the_new_card_as_default(customer, card_token, other):
+    """Active methods but none of them the default (rows imported without ``is_default``): the
+    card added next becomes the default, here and at the processor."""
+    first = _add(customer, card_token, VISA)
+    SavedPaymentMethod.objects.filter(pk=first.pk).update(is_default=False)
+    second = _add(customer, card_token, MASTERCARD)
+    assert second.is_default
+    assert _defaults(customer) == [second.pk]
+    assert _at_processor(customer)[second.processor_token] is True
+
+
+def test_the_first_card_is_returned_as_the_default(customer, card_token, other):
+    """What the caller gets back (the API answers with it) says it is the default, as stored."""
+    first = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    third, _ = services.add_payment_method(customer, card_token(AMEX), make_default=True)
+    assert (first.is_default, second.is_default, third.is_default) == (True, False, True)
+
+
+def test_saving_a_card_again_as_the_default_moves_the_default_to_it(customer, card_token, other):
+    """The same card added again with ``make_default``: the saved method becomes the only default,
+    here and at the processor (where the duplicate it made the default is deleted again)."""
+    first = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    their_defaults = _defaults(other)
+    again, created = services.add_payment_method(customer, card_token(MASTERCARD), make_default=True)
+    assert not created and again.pk == second.pk and again.is_default
+    assert _defaults(customer) == [second.pk]
+    assert _defaults(other) == their_defaults
+    assert _at_processor(customer) == {first.processor_token: False, second.processor_token: True}
+
+
+def test_saving_the_default_card_again_as_the_default_keeps_it(customer, card_token, other):
+    default = _add(customer, card_token, VISA)
+    second = _add(customer, card_token, MASTERCARD)
+    again, created = services.add_payment_method(customer, card_token(VISA), make_default=True)
+    assert not created and again.pk == default.pk and again.is_default
+    assert _defaults(customer) == [default.pk]
+    assert _at_processor(customer) == {default.processor_token: True, second.processor_token: False}
+
+
+def test_adding_sends_the_signal_after_commit_for_a_new_method_only(customer, card_token, other,
+                                                                     django_capture_on_commit_callbacks):
+    received = []
+
+    def listener(sender, payment_method, **kwargs):
+        received.append((sender, payment_method.pk))
+
+    signals.payment_method_added.connect(listener)
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            method = _add(customer, card_token, VISA)
+            assert received == []  # not before the commit
+        with django_capture_on_commit_callbacks(execute=True):
+            again, created = services.add_payment_method(customer, card_token(VISA))
+    finally:
+        signals.payment_method_added.disconnect(listener)
+    assert not created and again.pk == method.pk
+    assert received == [(SavedPaymentMethod, method.pk)]
+
+
+def test_an_export_never_holds_the_token_of_a_method_whose_id_is_its_token(customer, card_token, other):
+    """The sandbox's method id is its token: stored apart it would be exported (the export names
+    only method ids kept apart from the token, docs/import-export.md)."""
+    from vault_wallets.services.exporting import write_export
+
+    method = _add(customer, card_token, VISA)
+    assert method.processor_ref.method_id == method.processor_token
+    out = io.StringIO()
+    assert write_export(out, customer.account, fmt="jsonl") == 2  # ours and the other customer's
+    assert method.processor_token not in out.getvalue()
+    assert {json.loads(line)["processor_method_id"] for line in out.getvalue().splitlines()} == {""}
+
+
+@pytest.fixture
+def caselle_account(settings, caselle_fake):  # noqa: F811  (the imported fixture)
+    """An account on Caselle (its fake over loopback HTTP), which refuses a bank account's token
+    vaulted as a card."""
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
+        **settings.VAULT_WALLETS["ACCOUNTS"],
+        "caselle": {"PROCESSOR": "vault_wallets.processors.caselle.CaselleProcessor",
+                    "OPTIONS": options_for(caselle_fake)}}}
+    return caselle_fake
+
+
+def test_a_bank_account_is_vaulted_as_one(user, caselle_account):
+    customer = services.get_or_create_customer(user, "caselle")
+    token = caselle_account.tokenize_bank_account("021000021", "000123456789", "savings", "Alex Morales")
+    method, created = services.add_payment_method(customer, token, method_type=p.METHOD_ACH)
+    assert created
+    saved = SavedPaymentMethod.objects.get(pk=method.pk)
+    assert (saved.method_type, saved.last4, saved.account_type, saved.is_default) == (
+        p.METHOD_ACH, "6789", "savings", True)

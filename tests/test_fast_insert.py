@@ -11,16 +11,20 @@ the mutants of the ``COPY`` path (``[tool.vault_wallets.mutation.postgres_only]`
 from __future__ import annotations
 
 import datetime
+import time
 import tracemalloc
 from types import SimpleNamespace
 
 import pytest
+from cryptography.fernet import Fernet, InvalidToken
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from fernet_fields.hkdf import derive_fernet_key
 
+from vault_wallets import ids
 from vault_wallets.models import Charge, Customer, SavedPaymentMethod, WebhookEvent
-from vault_wallets.services import importing
+from vault_wallets.services import importing, keys
 
 pytestmark = pytest.mark.django_db
 
@@ -169,3 +173,44 @@ def test_copy_streams_rows_as_postgresql_reads_them():
     assert SavedPaymentMethod.objects.filter(customer=owner).count() == 1000
     assert SavedPaymentMethod.objects.filter(customer=owner).first().processor_token == token
     assert peak < 2_000_000, f"peak {peak} bytes"
+
+
+def test_tokens_are_fernet_tokens_of_the_first_key_on_both_paths(path, settings):
+    """During a key rotation (two keys) a written token is a Fernet token of the first key, as the
+    field's own ``save()`` writes it: readable by ``cryptography.fernet`` with that key alone,
+    stamped with the time of writing, a fresh IV for every token (equal tokens, unequal bytes)."""
+    settings.FERNET_KEYS = ["import-new-key", "import-old-key"]
+    keys.reset_field_key_caches()
+    try:
+        owner = _customer()
+        plains = ["tok-same", "tok-same", "x" * 40, "é€😀"]
+        before = int(time.time())
+        importing.fast_insert(SavedPaymentMethod, [
+            SimpleNamespace(customer_id=owner.pk, method_type="card", processor_token=plain,
+                            processor_lookup=f"{n}" * 64, status="active", is_default=False)
+            for n, plain in enumerate(plains)])
+        after = int(time.time())
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT processor_token, processor_method_id FROM vault_wallets_savedpaymentmethod "
+                           "WHERE customer_id = %s ORDER BY processor_lookup", [owner.pk])
+            stored = [(bytes(token), bytes(method_id)) for token, method_id in cursor.fetchall()]
+        first, second = Fernet(derive_fernet_key("import-new-key")), Fernet(derive_fernet_key("import-old-key"))
+        assert [first.decrypt(token).decode() for token, _ in stored] == plains
+        assert {first.decrypt(method_id) for _, method_id in stored} == {b""}
+        assert all(before <= first.extract_timestamp(token) <= after for token, _ in stored)
+        assert stored[0][0] != stored[1][0]
+        for token, _ in stored:
+            with pytest.raises(InvalidToken):
+                second.decrypt(token)
+        assert [m.processor_token for m in SavedPaymentMethod.objects.filter(customer=owner)
+                .order_by("processor_lookup")] == plains
+    finally:
+        keys.reset_field_key_caches()
+
+
+def test_new_uids_look_like_new_uid_and_do_not_repeat():
+    made = ids.new_uids("spm", 500)
+    assert len(made) == len(set(made)) == 500
+    assert all(ids.is_public_id(uid) and uid.startswith("spm_") and len(uid) == len(ids.new_uid("spm"))
+               for uid in made)
+    assert ids.new_uids("cus", 1)[0].startswith("cus_") and ids.new_uids("cus", 0) == []

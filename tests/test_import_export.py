@@ -11,9 +11,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from tests.processors.test_caselle import options_for
-from vault_wallets import services
+from vault_wallets import ids, services
 from vault_wallets.models import Customer, ImportChunk, ImportJob, SavedPaymentMethod
 from vault_wallets.processors import get_processor
 from vault_wallets.processors.base import CustomerData, VaultRequest
@@ -243,3 +244,37 @@ def test_an_unreadable_csv_row_is_reported_at_its_own_line():
     found = list(importing.read_rows(lines, "csv"))
     assert [line for line, _ in found] == [2, 3, 4, 5]
     assert isinstance(found[2][1], importing.RowError) and "field larger" in str(found[2][1])
+
+
+def test_a_batch_looks_up_only_the_methods_of_customers_it_did_not_create(sandbox):
+    """Customers a batch creates have no methods yet: the batch loads (and clears the default of)
+    only the methods of customers that existed before it, with the outcome of looking all up."""
+    known = Customer.objects.create(account="default", reference_id="known", processor_customer_id="cus_known")
+    old = SavedPaymentMethod.objects.create(customer=known, processor_token="tok_old", last4="1111",
+                                            processor_lookup=SavedPaymentMethod.lookup_for("default", "tok_old"),
+                                            is_default=True)
+    lines = ["customer_reference,processor_customer_id,token,last4,is_default,customer_name,customer_email,"
+             "customer_phone\n",
+             "known,cus_known,tok_old,1111,,,,\n",      # already there: skipped
+             "known,cus_known,tok_new,2222,true,,,\n",  # the new default: the old one's flag is cleared
+             "fresh,cus_fresh,tok_a,3333,,Fresh Shopper,fresh@example.com,+1 555 0100\n",  # first: the default
+             "fresh,cus_fresh,tok_b,4444,,,,\n"]
+    with CaptureQueriesContext(connection) as queries:
+        report = importing.Importer("default").run(lines, "csv")
+    assert (report.created, report.skipped, report.failed, report.customers_created) == (3, 1, 0, 1)
+    fresh = Customer.objects.get(account="default", reference_id="fresh")
+    assert (fresh.name, fresh.email, fresh.phone, fresh.processor_customer_id) == (
+        "Fresh Shopper", "fresh@example.com", "+1 555 0100", "cus_fresh")
+    created = SavedPaymentMethod.objects.filter(customer__in=[known, fresh]).exclude(pk=old.pk)
+    assert ids.is_public_id(fresh.uid) and fresh.uid.startswith("cus_")
+    assert all(ids.is_public_id(uid) and uid.startswith("spm_") for uid in created.values_list("uid", flat=True))
+    assert sorted(SavedPaymentMethod.objects.filter(customer__in=[known, fresh], is_default=True)
+                  .values_list("last4", flat=True)) == ["2222", "3333"]
+    assert SavedPaymentMethod.objects.get(pk=old.pk).is_default is False
+    method_queries = [q["sql"] for q in queries.captured_queries
+                      if '"vault_wallets_savedpaymentmethod"."customer_id" IN' in q["sql"]]
+    assert len(method_queries) == 2  # the methods of `known` loaded, then its default cleared
+    assert all(f"IN ({known.pk})" in sql for sql in method_queries)
+    again = importing.Importer("default").run(lines, "csv")  # a re-run: both customers known now
+    assert (again.created, again.skipped, again.failed, again.customers_created) == (0, 4, 0, 0)
+    assert SavedPaymentMethod.objects.filter(customer__in=[known, fresh]).count() == 4

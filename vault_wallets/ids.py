@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
+import os
 import re
 import secrets
 
@@ -12,6 +14,14 @@ from . import conf
 def new_uid(prefix: str) -> str:
     """``prefix_`` + 24 URL-safe characters (~143 bits of randomness)."""
     return f"{prefix}_{secrets.token_urlsafe(18)}"
+
+
+def new_uids(prefix: str, count: int) -> list[str]:
+    """``count`` ids as ``new_uid(prefix)`` makes them, from one read of the OS's random source:
+    18 random bytes are exactly 24 base64 characters, so the encoding of ``count`` × 18 bytes is
+    ``count`` ids side by side (the import makes one per row; ``token_urlsafe`` each cost 1.7 µs)."""
+    text = base64.urlsafe_b64encode(os.urandom(18 * count)).decode("ascii")
+    return [f"{prefix}_{text[start:start + 24]}" for start in range(0, 24 * count, 24)]
 
 
 _PUBLIC_ID = re.compile(r"[a-z]{2,8}_[A-Za-z0-9_-]{8,64}")

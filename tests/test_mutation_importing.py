@@ -66,6 +66,15 @@ def bulk_row(reference, token, last4, exp_year="2031", holder_name=""):
             "exp_year": exp_year, "holder_name": holder_name}
 
 
+def answer_imports_with(fake, monkeypatch, answer):
+    """Route the fake's bulk import endpoint through ``answer(request, real_handler)`` for this test."""
+    routes = [(method, regex, (lambda request, _real=func: answer(request, _real))
+               if method == "POST" and regex.pattern.startswith("^/api/saved-payment-methods/import") else func)
+              for method, regex, func in fake._routes]
+    assert routes != fake._routes
+    monkeypatch.setattr(fake, "_routes", routes)
+
+
 # --------------------------------------------------------------------------------------
 # A processor with a bulk import endpoint (Caselle)
 # --------------------------------------------------------------------------------------
@@ -91,13 +100,15 @@ def test_a_dry_run_counts_the_rows_the_processor_would_import_and_sends_nothing(
 
 
 def test_the_holder_name_reaches_the_processor_in_a_bulk_import(caselle_account, caselle_fake):  # noqa: F811
-    """The processor keeps the card holder's name of every imported card (``_register_at_processor`` 33)."""
+    """The processor keeps the card holder's name and brand of every imported card (``_register_at_processor``
+    33, 23)."""
     rows = [bulk_row("c-1", "legacy-token-1", "4242", holder_name="Ada Lovelace"),
             bulk_row("c-2", "legacy-token-2", "4444", holder_name="Grace Hopper")]
     report = importing.Importer(caselle_account).run(csv_lines(rows, BULK_COLUMNS), "csv")
     assert (report.created, report.failed) == (2, 0)
-    at_processor = {m["token"]: m["details"].get("holder_name") for m in caselle_fake.saved_methods.values()}
-    assert at_processor == {"legacy-token-1": "Ada Lovelace", "legacy-token-2": "Grace Hopper"}
+    at_processor = {m["token"]: (m["details"].get("holder_name"), m["details"].get("card_brand"))
+                    for m in caselle_fake.saved_methods.values()}
+    assert at_processor == {"legacy-token-1": ("Ada Lovelace", "visa"), "legacy-token-2": ("Grace Hopper", "visa")}
     stored = SavedPaymentMethod.objects.get(customer__reference_id="c-1")
     assert stored.holder_name == "Ada Lovelace"
     assert caselle_fake.saved_methods[stored.processor_method_id]["details"]["holder_name"] == "Ada Lovelace"
@@ -107,17 +118,12 @@ def test_every_row_of_a_customer_is_reported_when_the_processor_confirms_fewer(
         caselle_account, caselle_fake, monkeypatch):  # noqa: F811
     """The processor's answer leaves out an imported card (a truncated answer): that row fails as
     unconfirmed, and the customer's rows after it are still handled (``_register_at_processor`` 68)."""
-    routes = []
-    for method, regex, func in caselle_fake._routes:
-        if method == "POST" and regex.pattern.startswith("^/api/saved-payment-methods/import"):
-            def truncated(request, _real=func):
-                response = _real(request)
-                response.body = {**response.body, "imported": response.body["imported"][:-1]}
-                return response
-            func = truncated
-        routes.append((method, regex, func))
-    assert routes != caselle_fake._routes
-    monkeypatch.setattr(caselle_fake, "_routes", routes)
+    def truncated(request, real):
+        response = real(request)
+        response.body = {**response.body, "imported": response.body["imported"][:-1]}
+        return response
+
+    answer_imports_with(caselle_fake, monkeypatch, truncated)
     rows = [bulk_row("c-1", "legacy-token-1", "4242"),                      # line 2: imported
             bulk_row("c-1", "legacy-token-2", "4444"),                      # line 3: left out of the answer
             bulk_row("c-1", "legacy-token-3", "1881", exp_year="2020"),     # line 4: refused (expired)
@@ -128,6 +134,28 @@ def test_every_row_of_a_customer_is_reported_when_the_processor_confirms_fewer(
     assert report.errors[0]["error"] == "the processor did not confirm it"
     assert all(e["error"].startswith("the processor refused it: ") for e in report.errors[1:])
     assert list(SavedPaymentMethod.objects.values_list("processor_token", flat=True)) == ["legacy-token-1"]
+
+
+def test_a_customer_the_processor_refuses_fails_alone_with_its_reason(caselle_account, caselle_fake, monkeypatch):  # noqa: F811
+    """The processor refuses one customer's whole import call: each of its rows is reported with the
+    processor's reason, and the next customer's rows are still imported (``_register_at_processor`` 42-46)."""
+    refused = []
+
+    def refuse_first_customer(request, real):
+        if not refused:
+            refused.append(request)
+            return caselle_fake.error(400, "the import is temporarily disabled for this customer")
+        return real(request)
+
+    answer_imports_with(caselle_fake, monkeypatch, refuse_first_customer)
+    rows = [bulk_row("c-1", "legacy-token-1", "4242"), bulk_row("c-1", "legacy-token-2", "4444"),
+            bulk_row("c-2", "legacy-token-3", "1111")]
+    report = importing.Importer(caselle_account).run(csv_lines(rows, BULK_COLUMNS), "csv")
+    assert (report.rows, report.created, report.failed) == (3, 1, 2)
+    reason = "the processor refused the import: the import is temporarily disabled for this customer"
+    assert report.errors == [{"line": 2, "error": reason}, {"line": 3, "error": reason}]
+    assert list(SavedPaymentMethod.objects.values_list("customer__reference_id", "processor_token")) == [
+        ("c-2", "legacy-token-3")]
 
 
 # --------------------------------------------------------------------------------------
@@ -203,4 +231,3 @@ def test_the_processor_method_id_is_kept_only_when_it_differs_from_the_token(san
     # The first one is charged at the processor through the method id the import kept.
     charge = services.charge(same.customer, 1500, "USD", idempotency_key="imported-same-id")
     assert charge.status == "captured"
-

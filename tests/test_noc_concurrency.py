@@ -234,6 +234,8 @@ def test_a_chunk_asks_the_processor_exactly_what_the_saved_methods_name(noc_acco
     methods[1].is_default = False
     methods[1].processor_method_id = ""  # fetched by its token, as SavedPaymentMethod.processor_ref says
     methods[1].save()
+    methods[2].method_type = "ach"
+    methods[2].save()
     asked = []
     processor = get_processor("noc")
 
@@ -310,12 +312,24 @@ def test_a_concurrent_chunk_records_its_event_as_the_source(noc_account):
     event = WebhookEvent.objects.create(account="noc", processor="caselle", event_id="evt_noc_source",
                                         event_id_hash=WebhookEvent.hash_event_id("evt_noc_source"),
                                         event_type="provider.noc", body="{}")
-    assert events.refresh_chunk(event.pk, [m.pk for m in methods[:3]]) == 3
+    assert events.refresh_chunk(event.pk, [m.pk for m in methods[:2]]) == 2
     assert set(PaymentMethodChange.objects.values_list("source", "source_event")) == {("provider.noc", event.pk)}
-    loaded = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=[m.pk for m in methods[3:]]))
-    assert events.refresh_concurrently(loaded) == 3
-    later = PaymentMethodChange.objects.filter(payment_method__in=loaded)
-    assert set(later.values_list("source", "source_event")) == {("manual refresh", None)}
+
+    def loaded(chosen):
+        return list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=[m.pk for m in chosen]))
+
+    get_processor("noc")._tokens.get()
+    noc_account.faults.latency = 0.2
+    state = count_in_flight(noc_account)
+    assert events.refresh_concurrently(loaded(methods[2:4]), source_event=event) == 2  # concurrently, by default
+    assert state["peak"] == 2
+    later = PaymentMethodChange.objects.filter(payment_method__in=methods[2:4])
+    assert set(later.values_list("source", "source_event")) == {("manual refresh", event.pk)}
+    state["peak"] = 0
+    assert events.refresh_concurrently(loaded(methods[4:]), concurrency=1) == 2
+    assert state["peak"] == 1  # the caller's bound
+    last = PaymentMethodChange.objects.filter(payment_method__in=methods[4:])
+    assert set(last.values_list("source", "source_event")) == {("manual refresh", None)}
     assert set(SavedPaymentMethod.objects.values_list("exp_year", flat=True)) == {2031}
 
 
@@ -334,6 +348,11 @@ def test_a_chunk_of_many_customers_is_written_in_one_batch(noc_account):
     inserts = [q["sql"] for q in ctx.captured_queries
                if q["sql"].startswith(f'INSERT INTO "{PaymentMethodChange._meta.db_table}"')]
     assert (len(updates), len(inserts)) == (1, 1), [q["sql"][:60] for q in ctx.captured_queries]
+    # ... after locking the twelve shoppers' rows (what a concurrent change of their default waits for)
+    customers = Customer._meta.db_table
+    locks = [q["sql"] for q in ctx.captured_queries
+             if q["sql"].startswith(f'SELECT "{customers}"."id" AS "pk" FROM "{customers}" WHERE')]
+    assert len(locks) == 1 and locks[0].count(",") == 11, locks
 
 
 def test_a_worker_process_keeps_the_same_fetch_threads_from_chunk_to_chunk(noc_account):

@@ -159,8 +159,9 @@ def _pytest_on(database_url: str, mutants: dict[str, list[str]]) -> dict[str, in
     plan, results = ROOT / "mutants" / "postgres-plan.json", ROOT / "mutants" / "postgres-exit-codes.json"
     plan.write_text(json.dumps({"mutants": mutants, "timeout": 900}))
     results.unlink(missing_ok=True)
-    subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "pg_recheck.py"), str(plan), str(results)],
-                   cwd=ROOT / "mutants", env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    with open(ROOT / "mutants" / "postgres-recheck.log", "a") as log:  # read it when the unmutated run fails
+        subprocess.run([sys.executable, str(ROOT / "tests" / "mutation" / "pg_recheck.py"), str(plan), str(results)],
+                       cwd=ROOT / "mutants", env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
     return json.loads(results.read_text()) if results.exists() else {"": -2}
 
 
@@ -190,6 +191,11 @@ def recheck_on_postgres(database_url: str) -> None:
     outcome: dict[str, str] = {}
     if candidates:
         codes = _pytest_on(database_url, candidates)
+        if codes.get("") != 0:
+            # Once in CI (2026-12-02) the unmutated run failed there and passed on every run by hand since:
+            # say so, keep its output, and try once more before giving up on the re-check.
+            print("PostgreSQL re-check: the unmutated run failed once (mutants/postgres-recheck.log); running it again")
+            codes = _pytest_on(database_url, candidates)
         if codes.get("") != 0:  # the unmutated code must pass there first
             print(f"PostgreSQL re-check skipped: the tests fail on {database_url.split('@')[-1]} without a mutant")
             return

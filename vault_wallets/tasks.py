@@ -75,7 +75,8 @@ def refresh_noc_chunk(self, chunk_pk: int) -> str:
     try:
         return events.process_chunk(chunk_pk)
     except events.RetryLater as later:
-        raise self.retry(countdown=later.countdown, args=[chunk_pk]) from None
+        # The chunk that failed: this one, or one of its event's next chunks this task went on with.
+        raise self.retry(countdown=later.countdown, args=[later.chunk_pk or chunk_pk]) from None
 
 
 @shared_task(name="vault_wallets.tasks.resolve_charge", ignore_result=True, acks_late=True)

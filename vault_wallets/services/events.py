@@ -65,8 +65,12 @@ class VaultEvent:
 
 
 class RetryLater(Exception):
-    def __init__(self, countdown: float, error: str):
+    """Try again in ``countdown`` seconds; ``chunk_pk``: the ``NocChunk`` to try again, when a
+    chunk task failed on a chunk after its own (``process_chunk``)."""
+
+    def __init__(self, countdown: float, error: str, *, chunk_pk: int | None = None):
         self.countdown = countdown
+        self.chunk_pk = chunk_pk
         super().__init__(error)
 
 
@@ -602,6 +606,43 @@ def apply_fetched(method: SavedPaymentMethod, fetched: p.VaultedMethod | None, *
 
 def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     """Refresh several methods (one chunk of a large event); return how many changed."""
+    started = _start_chunk(webhook_pk, method_pks)
+    try:
+        return started.finish()
+    finally:
+        started.discard()
+
+
+@dataclass
+class _Started:
+    """A chunk whose fetches are queued on this process's fetch pool (``_start_chunk``); ``finish``
+    applies their answers in this thread.  ``fetches`` is None for a processor fetched one by one:
+    ``finish`` then does everything."""
+
+    event: WebhookEvent | None
+    source: str
+    method_pks: list[int]
+    limit: int
+    group_count: int = 0
+    fetches: _Fetches | None = None
+
+    def finish(self) -> int:
+        if self.fetches is None:
+            methods = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=self.method_pks))
+            return refresh_concurrently(methods, source_event=self.event, source=self.source, concurrency=1)
+        return _apply_answers(self.fetches, self.limit, self.group_count, source_event=self.event,
+                              source=self.source)
+
+    def discard(self) -> None:
+        """Wait for the fetches still queued or in flight, their answers unused (nothing when
+        ``finish`` consumed them all)."""
+        if self.fetches is not None:
+            self.fetches.close()
+
+
+def _start_chunk(webhook_pk: int | None, method_pks: list[int]) -> _Started:
+    """Read what a chunk's fetches need and queue them (a processor fetched one by one: nothing
+    is queued, ``finish`` does the work)."""
     # Only what the changes record: the event's body (a large NOC's is hundreds of KiB, encrypted) is
     # not decrypted again for every chunk.
     event = WebhookEvent.objects.only("pk", "event_type").filter(pk=webhook_pk).first() if webhook_pk else None
@@ -611,8 +652,7 @@ def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
     rows = list(SavedPaymentMethod.objects.filter(pk__in=method_pks).values_list(*_FETCH_COLUMNS))
     limit = _fetch_limit(len(rows), None, {row[2] for row in rows})
     if limit == 1:
-        methods = list(SavedPaymentMethod.objects.select_related("customer").filter(pk__in=method_pks))
-        return refresh_concurrently(methods, source_event=event, source=source, concurrency=1)
+        return _Started(event, source, method_pks, limit)
     groups: dict[tuple[str, int], _FetchGroup] = {}
     for pk, customer_pk, account, customer_id, secret, reference_id, method_type, token, method_id in rows:
         group = groups.get((account, customer_pk))
@@ -622,7 +662,7 @@ def refresh_chunk(webhook_pk: int | None, method_pks: list[int]) -> int:
         # As ``SavedPaymentMethod.processor_ref``.
         group.add(_Answered(pk, customer_pk), p.MethodRef(token=token, method_id=method_id or token,
                                                           method_type=method_type))
-    return _refresh_groups(list(groups.values()), limit, source_event=event, source=source)
+    return _Started(event, source, method_pks, limit, len(groups), _fetch_pool(limit).fetch(list(groups.values())))
 
 
 #: ``refresh_chunk``'s columns: the method, its customer and what the processor needs to fetch it.
@@ -701,10 +741,17 @@ def _refresh_groups(groups: list[_FetchGroup], limit: int, *, source_event: Webh
                     source: str) -> int:
     """Fetch ``groups`` with at most ``limit`` in flight; apply the answers in batches here, then
     raise the first failure (see ``refresh_concurrently``)."""
+    return _apply_answers(_fetch_pool(limit).fetch(groups), limit, len(groups), source_event=source_event,
+                          source=source)
+
+
+def _apply_answers(results: _Fetches, limit: int, count: int, *, source_event: WebhookEvent | None,
+                   source: str) -> int:
+    """Apply the answers of ``count`` queued fetches in batches as they come, then raise the first
+    failure."""
     ready: list[tuple[Any, p.VaultedMethod | None]] = []
     changed, failure = 0, None
     batch = max(limit, _APPLY_BATCH)
-    results = _fetch_pool(limit).fetch(groups)
     try:
         for done, (group, answers, error) in enumerate(results, 1):
             if error is None:
@@ -714,7 +761,7 @@ def _refresh_groups(groups: list[_FetchGroup], limit: int, *, source_event: Webh
                     error = exc
             if error is not None:  # applied after the others; the first one is raised
                 failure = failure or error
-            if len(ready) >= batch or (done == len(groups) and ready):
+            if len(ready) >= batch or (done == count and ready):
                 changed += apply_fetched_batch(ready, source_event=source_event, source=source)
                 ready = []
     finally:
@@ -748,25 +795,37 @@ class _FetchPool:
         else:
             results.put((group, answers, None))
 
-    def fetch(self, groups: list[_FetchGroup]):
-        """``(group, answers, error)`` for each group, as they complete.  When the caller stops
-        early (an exception while applying), the fetches already queued still finish before it
-        goes on, as with a thread pool's ``with`` block: the next chunk never finds this one's in
-        flight."""
+    def fetch(self, groups: list[_FetchGroup]) -> _Fetches:
+        """Queue a fetch per group now; the answers come from the returned ``_Fetches``."""
         results: queue.SimpleQueue = queue.SimpleQueue()
         for group in groups:
             self.jobs.put((group, results))
-        pending = len(groups)
-        try:
-            while pending:
-                group, answers, error = results.get()
-                pending -= 1
-                if error is not None and not isinstance(error, Exception):
-                    raise error  # KeyboardInterrupt, SystemExit: not a failed fetch
-                yield group, answers, error
-        finally:
-            for _ in range(pending):
-                results.get()
+        return _Fetches(results, len(groups))
+
+
+class _Fetches:
+    """The answers of fetches queued together: ``(group, answers, error)`` for each group, as they
+    complete.  ``close`` waits for those not taken yet — when the caller stops early (an exception
+    while applying) or never looks (a chunk fetched ahead and then not processed here), the fetches
+    already queued still finish before it goes on, as with a thread pool's ``with`` block: the next
+    chunk never finds this one's in flight."""
+
+    def __init__(self, results: queue.SimpleQueue, pending: int):
+        self.results = results
+        self.pending = pending
+
+    def __iter__(self):
+        while self.pending:
+            group, answers, error = self.results.get()
+            self.pending -= 1
+            if error is not None and not isinstance(error, Exception):
+                raise error  # KeyboardInterrupt, SystemExit: not a failed fetch
+            yield group, answers, error
+
+    def close(self) -> None:
+        while self.pending:
+            self.results.get()
+            self.pending -= 1
 
 
 _fetch_pools: dict[int, _FetchPool] = {}
@@ -796,42 +855,94 @@ os.register_at_fork(after_in_child=_forget_fetch_pools)
 # -- durable NOC chunks -------------------------------------------------------------------------
 
 
+#: How many more chunks of its event one chunk task may refresh after its own (``process_chunk``):
+#: about 20 × 0.35 s at the default chunk size, 16 fetches in flight and a 50 ms processor, so
+#: a worker asked to stop (warm shutdown) still finishes its task within seconds.
+_CHAIN_CHUNKS = 20
+
+
 def process_chunk(pk: int) -> str:
     """Refresh one ``NocChunk`` once; when it is the event's last, mark the event processed.
+    Return its status.
 
     The chunk's row lock is held while its methods are refreshed: a worker killed mid-chunk
     rolls back and releases it, and the sweeper re-enqueues the chunk.  Raises ``RetryLater``
-    while the processor is unavailable.
+    (``chunk_pk`` naming the chunk) while the processor is unavailable.
+
+    Fetched concurrently, a chunk's fetches end in a partly empty wave and nothing is in flight
+    while its last answers are applied, the chunk committed and the next task taken from the
+    broker.  So while a chunk is refreshed, the next pending chunk of the same event that no
+    other worker holds is locked too and its fetches are queued behind this chunk's, and it is
+    refreshed next in this task, in its own transaction (up to ``_CHAIN_CHUNKS`` of them; its own
+    task message then finds it done).  Between the two transactions another worker may take it
+    (its lock is taken again with ``SKIP LOCKED``): then its answers are dropped and the chain ends.
     """
+    status, ahead = _process_chunk(pk, None, chain=_CHAIN_CHUNKS > 0)
+    for left in range(_CHAIN_CHUNKS - 1, -1, -1):
+        if ahead is None:
+            break
+        _, ahead = _process_chunk(*ahead, chain=left > 0)
+    return status
+
+
+def _process_chunk(pk: int, started: _Started | None, *, chain: bool) -> tuple[str, tuple[int, _Started] | None]:
+    """Refresh chunk ``pk`` (its fetches already ``started``, or not); return its status and, when
+    ``chain``, the next chunk of its event with its fetches started (or None)."""
     retry: RetryLater | None = None
-    with transaction.atomic():
-        chunk = _lock(NocChunk.objects.filter(pk=pk)).first()
-        if chunk is None:
-            return "busy"
-        if chunk.status != NocChunk.PENDING:
-            return chunk.status
-        chunk.attempts += 1
-        try:
-            with transaction.atomic():
-                chunk.changed = refresh_chunk(chunk.event_id, chunk.method_pks)
-        except p.ProcessorUnavailable as exc:
-            delay = backoff_seconds(chunk.attempts)
-            chunk.last_error = f"ProcessorUnavailable: {exc.message}"[:2000]
-            if chunk.attempts >= conf.get_setting("WEBHOOK_MAX_ATTEMPTS"):
-                chunk.status, chunk.next_attempt_at = NocChunk.FAILED, None
+    ahead: tuple[int, _Started] | None = None
+    try:
+        with transaction.atomic():
+            chunk = _lock(NocChunk.objects.filter(pk=pk)).first()
+            if chunk is None:
+                return "busy", None
+            if chunk.status != NocChunk.PENDING:
+                return chunk.status, None
+            chunk.attempts += 1
+            try:
+                with transaction.atomic():
+                    started = started or _start_chunk(chunk.event_id, chunk.method_pks)
+                    if chain and started.fetches is not None:
+                        ahead = _start_next_chunk(chunk)
+                    chunk.changed = started.finish()
+            except p.ProcessorUnavailable as exc:
+                delay = backoff_seconds(chunk.attempts)
+                chunk.last_error = f"ProcessorUnavailable: {exc.message}"[:2000]
+                if chunk.attempts >= conf.get_setting("WEBHOOK_MAX_ATTEMPTS"):
+                    chunk.status, chunk.next_attempt_at = NocChunk.FAILED, None
+                else:
+                    chunk.next_attempt_at = timezone.now() + timedelta(
+                        seconds=delay + conf.get_setting("WEBHOOK_STALE_SECONDS"))
+                    retry = RetryLater(delay, exc.message, chunk_pk=pk)
             else:
-                chunk.next_attempt_at = timezone.now() + timedelta(
-                    seconds=delay + conf.get_setting("WEBHOOK_STALE_SECONDS"))
-                retry = RetryLater(delay, exc.message)
-        else:
-            chunk.status, chunk.finished_at, chunk.next_attempt_at, chunk.last_error = (
-                NocChunk.DONE, timezone.now(), None, "")
-        chunk.save()
-        if chunk.status != NocChunk.PENDING:
-            _finish_chunked_event(chunk.event_id)
+                chunk.status, chunk.finished_at, chunk.next_attempt_at, chunk.last_error = (
+                    NocChunk.DONE, timezone.now(), None, "")
+            chunk.save()
+            if chunk.status != NocChunk.PENDING:
+                _finish_chunked_event(chunk.event_id)
+    except BaseException:
+        if ahead is not None:
+            ahead[1].discard()
+        raise
+    finally:
+        if started is not None:
+            started.discard()
     if retry is not None:
+        if ahead is not None:
+            ahead[1].discard()
         raise retry
-    return chunk.status
+    return chunk.status, ahead
+
+
+def _start_next_chunk(chunk: NocChunk) -> tuple[int, _Started] | None:
+    """Lock the next pending, never tried chunk of ``chunk``'s event that no other worker holds
+    and queue its fetches (behind ``chunk``'s); None when there is none."""
+    # Only chunks never tried: one waiting for its retry after a failure keeps its backoff.
+    row = (_lock(NocChunk.objects.filter(event_id=chunk.event_id, status=NocChunk.PENDING, attempts=0)
+                 .exclude(pk=chunk.pk))
+           .order_by("index").values_list("pk", "method_pks").first())
+    if row is None:
+        return None
+    return row[0], _start_chunk(chunk.event_id, row[1])
 
 
 def _finish_chunked_event(event_pk: int) -> None:

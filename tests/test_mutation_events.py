@@ -802,6 +802,28 @@ def test_the_first_delivery_after_a_start_is_stored_whole_and_encrypted(sandbox,
     assert not created and again.pk == first.pk
 
 
+def test_the_event_insert_stores_each_value_as_the_orm_would(sandbox, enqueued, monkeypatch):
+    """Values that are not plain text, numbers or booleans (the delivery's datetimes) go through
+    their field's ``get_db_prep_save``: the row holds them exactly as an ORM write would (on SQLite
+    a datetime is text, and the driver's own rendering differs from Django's) — ``_insert_event``
+    20, 22, 24."""
+    from django.db import connection
+
+    monkeypatch.setattr(events, "_INSERT_PLANS", {})
+    request = p.WebhookRequest(headers={"Content-Type": "application/json"}, body=b"{}", remote_addr="10.9.8.7")
+    event, _ = events.store_delivery("default", get_processor("default"), request, "evt_raw", "provider.noc")
+    twin = WebhookEvent.objects.create(account="default", processor="sandbox", event_id="evt_orm",
+                                       event_id_hash=WebhookEvent.hash_event_id("evt_orm"), body="{}")
+    WebhookEvent.objects.filter(pk=twin.pk).update(received_at=event.received_at, next_attempt_at=event.next_attempt_at,
+                                                   remote_addr="10.9.8.7", event_type="provider.noc")
+    table = WebhookEvent._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT received_at, next_attempt_at, remote_addr, event_type, status, attempts "  # noqa: S608
+                       f"FROM {table} WHERE id IN (%s, %s) ORDER BY id", [event.pk, twin.pk])
+        stored, written = cursor.fetchall()
+    assert stored == written
+
+
 def test_staff_see_a_delivery_redacted_sorted_indented_and_unescaped():
     event = WebhookEvent(account="default", processor="sandbox", event_id="evt_v",
                          body='{"z": "Zoë", "a": {"card_token": "tk_live_secret", "n": 1}}')

@@ -231,3 +231,20 @@ def test_the_processor_method_id_is_kept_only_when_it_differs_from_the_token(san
     # The first one is charged at the processor through the method id the import kept.
     charge = services.charge(same.customer, 1500, "USD", idempotency_key="imported-same-id")
     assert charge.status == "captured"
+
+
+def test_a_bank_account_without_a_method_id_is_refused_for_its_routing_number(caselle_account, caselle_fake):  # noqa: F811
+    """Caselle's import needs an ACH account's routing number, which an import file has no column
+    for: the row is refused with the processor's reason, sent as a bank account — not as a card —
+    with its bank and account type (``_register_at_processor`` 28; 25, 26, 34, 35 are equivalent:
+    the item is refused before those fields matter, docs/testing.md)."""
+    rows = [{"customer_reference": "c-1", "token": "legacy-ach-1", "method_type": "ach", "last4": "6789",
+             "exp_month": "12", "exp_year": "2034", "bank_name": "First Bank", "account_type": "checking"},
+            bulk_row("c-1", "legacy-token-2", "4444")]
+    columns = [*BULK_COLUMNS, "method_type", "bank_name", "account_type"]
+    report = importing.Importer(caselle_account).run(csv_lines(rows, columns), "csv")
+    assert (report.rows, report.created, report.failed) == (2, 1, 1)
+    assert report.errors == [{"line": 2, "error": "the processor refused it: "
+                                                  "items[0].payment_method.ach.routing_number is required"}]
+    assert list(SavedPaymentMethod.objects.values_list("processor_token", flat=True)) == ["legacy-token-2"]
+    assert [m["token"] for m in caselle_fake.saved_methods.values()] == ["legacy-token-2"]

@@ -5,6 +5,7 @@
     python bench/ops.py bulk PATH              # baseline: the same rows with two raw bulk_create calls per batch
     python bench/ops.py wipe                   # delete what the last run created
     python bench/ops.py rotate [JOBS]          # subject: manage.py vault_rotate_keys [--jobs JOBS]
+    python bench/ops.py vacuum [full]          # VACUUM [FULL] ANALYZE the vault's tables (PostgreSQL)
 
 Each prints one JSON line: seconds, rows, peak RSS (KiB) and CPU seconds (user + system) of this
 process and, when PostgreSQL runs on this machine, of its backend serving this process
@@ -108,6 +109,19 @@ def main() -> None:
         sink = io.StringIO()
         with redirect_stdout(sink), redirect_stderr(sink):
             call_command("vault_rotate_keys", jobs=int(args[0]) if args else 1)
+    elif action == "vacuum":
+        # A rotation rewrites every row; with autovacuum off (as on the bench machine's PostgreSQL) the
+        # dead versions of the last run stay in the tables and indexes and each run is slower than the
+        # one before. Autovacuum (PostgreSQL's default) would have cleaned up between two rotations,
+        # which are days apart, not seconds: plain VACUUM. FULL: once, after the import scenario's
+        # own wipe of 1,100,000 rows, which no shop's table has just been through.
+        from django.db import connection
+
+        full = "FULL " if args[:1] == ["full"] else ""
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                for model in (Customer, SavedPaymentMethod):
+                    cursor.execute(f"VACUUM {full}ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
     elif action == "wipe":
         SavedPaymentMethod.objects.filter(customer__reference_id__startswith="imp-").delete()
         Customer.objects.filter(reference_id__startswith="imp-").delete()

@@ -258,31 +258,14 @@ def test_the_task_retries_the_chunk_that_failed(monkeypatch):
 @pytest.mark.skipif(__import__("django.db").db.connection.vendor != "postgresql",
                     reason="row locks need PostgreSQL (set DATABASE_URL)")
 def test_a_chunk_another_worker_holds_is_skipped_and_the_chain_takes_the_next(noc_account):  # noqa: F811
-    from django.db import connections, transaction
+    from tests.test_noc_chunk_claims import chunk_held_elsewhere
 
     methods = seed(noc_account, 12)
     first, second, third = noc_event(methods, 4)
     get_processor("noc")._tokens.get()
-    held, release = threading.Event(), threading.Event()
-
-    def hold_second():
-        try:
-            with transaction.atomic():
-                events._lock(NocChunk.objects.filter(pk=second.pk)).first()
-                held.set()
-                release.wait(10)
-        finally:
-            connections.close_all()
-
-    worker = threading.Thread(target=hold_second)
-    worker.start()
-    try:
-        assert held.wait(10)
+    with chunk_held_elsewhere(second.pk):
         assert events.process_chunk(first.pk) == NocChunk.DONE
         statuses = dict(NocChunk.objects.values_list("pk", "status"))
         assert statuses == {first.pk: NocChunk.DONE, second.pk: NocChunk.PENDING, third.pk: NocChunk.DONE}
-    finally:
-        release.set()
-        worker.join(10)
     assert events.process_chunk(second.pk) == NocChunk.DONE
     assert WebhookEvent.objects.get(pk=first.event_id).status == WebhookEvent.PROCESSED

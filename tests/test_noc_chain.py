@@ -197,6 +197,37 @@ def test_an_error_applying_a_chunk_is_raised_after_the_next_chunks_fetches(noc_a
                 .values_list("status", "attempts")) == [(NocChunk.PENDING, 0)] * 2
 
 
+def test_a_small_chunk_taken_along_never_adds_to_the_fetches_in_flight(noc_account, monkeypatch, settings):  # noqa: F811
+    """An event's last chunk is often small; its fetches queue behind the previous chunk's on the
+    same threads, so at most ``NOC_FETCH_CONCURRENCY`` are in flight at any time."""
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "NOC_FETCH_CONCURRENCY": 4}
+    fake = noc_account
+    methods = seed(fake, 10)
+    first = noc_event(methods, 8)[0]  # 8 methods, then 2
+    get_processor("noc")._tokens.get()
+    real = events._fetch_group
+    lock = threading.Lock()
+    in_flight, most = 0, 0
+
+    def fetch(account, customer, refs):
+        nonlocal in_flight, most
+        with lock:
+            in_flight += 1
+            most = max(most, in_flight)
+        try:
+            time.sleep(0.1)
+            return real(account, customer, refs)
+        finally:
+            with lock:
+                in_flight -= 1
+
+    monkeypatch.setattr(events, "_fetch_group", fetch)
+    assert events.process_chunk(first.pk) == NocChunk.DONE
+    assert list(NocChunk.objects.filter(event_id=first.event_id).values_list("status", flat=True)) == \
+        [NocChunk.DONE] * 2
+    assert most == 4
+
+
 def test_a_chunk_waiting_for_its_retry_is_not_taken_along(noc_account):  # noqa: F811
     """A chunk the processor failed keeps its backoff: the chain skips it and takes the next
     never-tried chunk."""

@@ -662,7 +662,12 @@ def _start_chunk(webhook_pk: int | None, method_pks: list[int]) -> _Started:
         # As ``SavedPaymentMethod.processor_ref``.
         group.add(_Answered(pk, customer_pk), p.MethodRef(token=token, method_id=method_id or token,
                                                           method_type=method_type))
-    return _Started(event, source, method_pks, limit, len(groups), _fetch_pool(limit).fetch(list(groups.values())))
+    # The pool of the configured size, however few methods this chunk has (``limit`` still sizes its
+    # batches): a chunk taken along by ``process_chunk`` queues its fetches behind the previous
+    # chunk's on the same threads, so never more than NOC_FETCH_CONCURRENCY are in flight (an event's
+    # small last chunk on a pool of its own would add its fetches to the previous chunk's).
+    pool = _fetch_pool(max(limit, conf.get_setting("NOC_FETCH_CONCURRENCY")))
+    return _Started(event, source, method_pks, limit, len(groups), pool.fetch(list(groups.values())))
 
 
 #: ``refresh_chunk``'s columns: the method, its customer and what the processor needs to fetch it.

@@ -291,6 +291,28 @@ def test_a_charge_event_without_a_local_charge_is_noted_and_signalled(sandbox, e
     assert received[0].webhook_event.pk == event.pk and received[0].account == "default"
 
 
+def test_the_event_signal_is_sent_by_webhook_event(sandbox, enqueued):
+    """A receiver connected for ``sender=WebhookEvent`` (as the signals docs show) hears the
+    event (``_after_commit`` 3)."""
+    received = []
+    receiver = lambda sender, event, **kw: received.append(sender)  # noqa: E731
+    signals.vault_event.connect(receiver, sender=WebhookEvent)
+    try:
+        event = _store(sandbox, kind="other.kind")
+        assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    finally:
+        signals.vault_event.disconnect(receiver, sender=WebhookEvent)
+    assert received == [WebhookEvent]
+
+
+def test_an_expiry_with_only_a_year_or_only_a_month_is_not_taken_as_expired():
+    """A processor answering half an expiry (a year without a month) says nothing about
+    expiry: the method stays active (``_status_from`` 2)."""
+    assert events._status_from(p.VaultedMethod(token="t", exp_year=2001)) == p.METHOD_ACTIVE
+    assert events._status_from(p.VaultedMethod(token="t", exp_month=1)) == p.METHOD_ACTIVE
+    assert events._status_from(p.VaultedMethod(token="t", exp_year=2001, exp_month=1)) == p.METHOD_EXPIRED
+
+
 def test_an_unknown_event_is_signalled_and_ignored(sandbox, enqueued):
     received = []
     receiver = lambda sender, event, **kw: received.append(event)  # noqa: E731

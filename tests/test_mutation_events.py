@@ -22,6 +22,7 @@ from vault_wallets import services, signals, tasks
 from vault_wallets.models import Customer, NocChunk, PaymentMethodChange, SavedPaymentMethod, WebhookEvent
 from vault_wallets.processors import base as p
 from vault_wallets.processors import get_processor
+from vault_wallets.processors.sandbox import SandboxProcessor
 from vault_wallets.services import events
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit runs as in production
@@ -311,6 +312,30 @@ def test_an_expiry_with_only_a_year_or_only_a_month_is_not_taken_as_expired():
     assert events._status_from(p.VaultedMethod(token="t", exp_year=2001)) == p.METHOD_ACTIVE
     assert events._status_from(p.VaultedMethod(token="t", exp_month=1)) == p.METHOD_ACTIVE
     assert events._status_from(p.VaultedMethod(token="t", exp_year=2001, exp_month=1)) == p.METHOD_EXPIRED
+
+
+class RenamedSandbox(SandboxProcessor):
+    """Another processor (by name) for a second account: events are parsed by their own account's."""
+
+    name = "renamed_sandbox"
+
+
+def test_an_event_is_handled_by_its_own_accounts_processor(sandbox, enqueued, settings):
+    """Each account's deliveries are parsed and reported by that account's processor, not the
+    default account's (``_handle`` 2)."""
+    settings.VAULT_WALLETS = {**settings.VAULT_WALLETS, "ACCOUNTS": {
+        **settings.VAULT_WALLETS["ACCOUNTS"],
+        "renamed": {"PROCESSOR": "tests.test_mutation_events.RenamedSandbox",
+                    "OPTIONS": {"WEBHOOK_SECRETS": ["whsec_cmVuYW1lZC1hY2NvdW50LXNlY3JldA=="]}}}}
+    received = []
+    receiver = lambda sender, event, **kw: received.append(event)  # noqa: E731
+    signals.vault_event.connect(receiver)
+    try:
+        event = _store(sandbox, kind="other.kind", account="renamed")
+        assert events.process_event(event.pk) == WebhookEvent.IGNORED
+    finally:
+        signals.vault_event.disconnect(receiver)
+    assert [(v.account, v.processor) for v in received] == [("renamed", "renamed_sandbox")]
 
 
 def test_an_unknown_event_is_signalled_and_ignored(sandbox, enqueued):
